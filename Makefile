@@ -1,0 +1,33 @@
+# The two commands for a fresh machine are `make up` and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+WORKERS ?= 2
+
+.PHONY: setup up down scale status test test-unit test-integration clean
+
+setup:  ## install nginx, Consul, the Python packages and the default model (idempotent)
+	@bash scripts/setup.sh
+
+up: setup  ## start the local cluster (only what is missing) and wait until it serves
+	@$(PY) scripts/cluster.py up --workers $(WORKERS)
+
+down:  ## stop everything the local cluster started
+	@$(PY) scripts/cluster.py down
+
+scale:  ## grow or shrink the running cluster: make scale WORKERS=N
+	@$(PY) scripts/cluster.py scale $(WORKERS)
+
+status:  ## each worker: ID, address, health, model
+	@$(PY) scripts/cluster.py status
+
+test: setup  ## the whole test suite, against real Consul, nginx and gunicorn
+	@$(PY) -m pytest
+
+test-unit: setup
+	@$(PY) -m pytest tests/unit
+
+test-integration: setup
+	@$(PY) -m pytest tests/integration
+
+clean: down
+	rm -rf .run

@@ -1,0 +1,145 @@
+"""Registrar settings from the environment, read once per process into a frozen dataclass."""
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from registrar.network import (AddressError, default_advertise_address, host_port, is_loopback,
+                               parse_consul_addr)
+
+_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_FALSE = {"0", "false", "no", "off"}
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class ConfigError(ValueError):
+    """A registrar environment variable with a value that cannot work; fails the start, loudly."""
+
+
+@dataclass(frozen=True)
+class RegistrarConfig:
+    """Everything the registrar needs; one instance per process."""
+
+    consul_scheme: str = "http"
+    consul_host: str = "127.0.0.1"
+    consul_port: int = 8500
+    token: str = ""
+    register: bool = True
+    service_name: str = "ner-worker"
+    advertise_address: str | None = "127.0.0.1"
+    advertise_address_explicit: bool = False
+    advertise_port: int | None = None
+    check_interval: str = "1s"
+    check_timeout: str = "2s"
+    deregister_after: str = "1m"
+    drain_seconds: float = 3.0
+    resync_seconds: float = 2.0
+    model_name: str = ""
+    model_version: str = ""
+    hostname: str = "localhost"
+    consul_timeout: float = 3.0
+
+    @property
+    def consul_url(self) -> str:
+        """Base URL of the Consul agent HTTP API."""
+        return f"{self.consul_scheme}://{host_port(self.consul_host, self.consul_port)}"
+
+    @property
+    def consul_is_local(self) -> bool:
+        """Whether Consul is on loopback, the only case where a loopback advertise address is right."""
+        return is_loopback(self.consul_host)
+
+
+def duration_seconds(value: str) -> float:
+    """Seconds in a Go duration such as "1m30s", for comparisons against Consul's limits."""
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
+
+
+def _duration(environ: Mapping[str, str], name: str, default: str) -> str:
+    raw = environ.get(name, "").strip() or default
+    if re.fullmatch(r"\d+(\.\d+)?", raw):
+        raw += "s"
+    if not _DURATION.fullmatch(raw) or duration_seconds(raw) <= 0:
+        raise ConfigError(f"{name}={raw!r}: expected a positive duration such as 1s, 500ms, 1m")
+    return raw
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number of seconds") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r}: must be at least {minimum}")
+    return value
+
+
+def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r}: expected 1 or 0")
+
+
+def _port(environ: Mapping[str, str], name: str) -> int | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"{name}={raw!r}: expected a TCP port 1-65535")
+    return int(raw)
+
+
+def _model_name(environ: Mapping[str, str]) -> str:
+    """The worker's default model name is its model directory's name; report the same one."""
+    name = environ.get("NER_MODEL_NAME", "").strip()
+    if name:
+        return name
+    model_dir = environ.get("NER_MODEL_DIR", "").strip().rstrip("/")
+    return Path(model_dir).name if model_dir else ""
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> RegistrarConfig:
+    """Read the registrar variables (see docs/ARCHITECTURE.md); raise ConfigError on bad values."""
+    env = os.environ if environ is None else environ
+    try:
+        scheme, host, port = parse_consul_addr(env.get("CONSUL_HTTP_ADDR", "") or "127.0.0.1:8500")
+    except AddressError as error:
+        raise ConfigError(str(error)) from None
+    explicit_address = env.get("NER_ADVERTISE_ADDRESS", "").strip() or None
+    advertise = explicit_address or default_advertise_address(host, port)
+    service_name = env.get("NER_SERVICE_NAME", "").strip() or "ner-worker"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", service_name):
+        raise ConfigError(f"NER_SERVICE_NAME={service_name!r}: letters, digits and dashes only")
+    return RegistrarConfig(
+        consul_scheme=scheme,
+        consul_host=host,
+        consul_port=port,
+        token=env.get("CONSUL_HTTP_TOKEN", "").strip(),
+        register=_flag(env, "NER_REGISTER", True),
+        service_name=service_name,
+        advertise_address=advertise,
+        advertise_address_explicit=explicit_address is not None,
+        advertise_port=_port(env, "NER_ADVERTISE_PORT"),
+        check_interval=_duration(env, "NER_CHECK_INTERVAL", "1s"),
+        check_timeout=_duration(env, "NER_CHECK_TIMEOUT", "2s"),
+        deregister_after=_duration(env, "NER_DEREGISTER_AFTER", "1m"),
+        drain_seconds=_seconds(env, "NER_DRAIN_SECONDS", 3.0, 0.0),
+        resync_seconds=_seconds(env, "NER_RESYNC_SECONDS", 2.0, 0.05),
+        model_name=_model_name(env),
+        model_version=env.get("NER_MODEL_VERSION", "").strip(),
+        hostname=socket.gethostname(),
+    )

@@ -1,0 +1,41 @@
+"""Operate the local cluster: `python scripts/cluster.py up|down|scale N|status`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts.localcluster import LocalCluster, load_config  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start what is missing and wait until the gateway serves")
+    up.add_argument("--workers", type=int, default=2)
+    sub.add_parser("down", help="stop everything the cluster started")
+    scale = sub.add_parser("scale", help="grow or shrink the running cluster")
+    scale.add_argument("workers", type=int)
+    sub.add_parser("status", help="one line per worker: ID, address, health, model")
+    args = parser.parse_args(argv)
+
+    cluster = LocalCluster(load_config())
+    try:
+        if args.command == "up":
+            cluster.up(args.workers)
+        elif args.command == "down":
+            cluster.down()
+        elif args.command == "scale":
+            cluster.scale(args.workers)
+        else:
+            print(cluster.status_table())
+    except (RuntimeError, TimeoutError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

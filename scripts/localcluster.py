@@ -1,0 +1,394 @@
+"""The whole cluster as plain processes on one machine: Consul, N workers, the renderer, nginx.
+
+Every process is started detached in its own session and recorded in `RUN_DIR/state.json`,
+so `up` can be run again to start only what is missing, and `down`/`scale` can find them.
+The same class drives `make up/down/scale/status` and the integration tests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVICE_NAME = "ner-worker"
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where the local cluster lives and which ports it uses."""
+
+    run_dir: Path
+    gateway_host: str
+    gateway_port: int
+    consul_http_port: int
+    worker_base_port: int
+    model_dir: Path
+    python: Path
+    consul_bin: Path
+    nginx_bin: str
+    drain_seconds: float
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def consul_url(self) -> str:
+        return f"http://127.0.0.1:{self.consul_http_port}"
+
+
+def _split_listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return (host or "127.0.0.1"), int(port)
+
+
+def load_config(environ: Mapping[str, str] = os.environ) -> ClusterConfig:
+    """Read the local cluster's settings from the environment (all optional)."""
+    gateway_host, gateway_port = _split_listen(environ.get("NER_GATEWAY_LISTEN", "127.0.0.1:8080"))
+    nginx = environ.get("NER_NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
+    return ClusterConfig(
+        run_dir=Path(environ.get("NER_RUN_DIR", REPO_ROOT / ".run")).resolve(),
+        gateway_host=gateway_host,
+        gateway_port=gateway_port,
+        consul_http_port=int(environ.get("NER_CONSUL_HTTP_PORT", "8500")),
+        worker_base_port=int(environ.get("NER_WORKER_BASE_PORT", "8101")),
+        model_dir=Path(environ.get("NER_MODEL_DIR", REPO_ROOT / ".local/models/raner-tiny-random")).resolve(),
+        python=Path(environ.get("NER_PYTHON", REPO_ROOT / ".venv/bin/python")),
+        consul_bin=Path(environ.get("NER_CONSUL_BIN", REPO_ROOT / ".local/bin/consul")),
+        nginx_bin=nginx,
+        drain_seconds=float(environ.get("NER_DRAIN_SECONDS", "3")),
+    )
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing listens on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:
+    """Poll predicate until true; return seconds taken or raise TimeoutError naming what."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if predicate():
+                return time.monotonic() - start
+        except (requests.RequestException, OSError, ValueError):
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def pid_alive(pid: int) -> bool:
+    """True when pid runs and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@dataclass
+class Proc:
+    """One recorded process of the cluster."""
+
+    name: str
+    pid: int
+    port: int = 0
+    log: str = ""
+
+    def alive(self) -> bool:
+        return pid_alive(self.pid)
+
+
+@dataclass
+class LocalCluster:
+    """Start, inspect, scale and stop the local cluster recorded under config.run_dir."""
+
+    config: ClusterConfig
+    say: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr, flush=True))
+
+    # ---- state -------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.config.run_dir / "state.json"
+
+    def load_state(self) -> dict[str, Proc]:
+        try:
+            raw = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return {}
+        return {name: Proc(**entry) for name, entry in raw.items()}
+
+    def save_state(self, procs: dict[str, Proc]) -> None:
+        self.config.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({name: vars(proc) for name, proc in procs.items()}, indent=2))
+        tmp.replace(self.state_path)
+
+    def live(self) -> dict[str, Proc]:
+        """Recorded processes that are still running."""
+        return {name: proc for name, proc in self.load_state().items() if proc.alive()}
+
+    def workers(self) -> dict[str, Proc]:
+        """Running workers, by name (worker-1, worker-2, ...)."""
+        return {n: p for n, p in sorted(self.live().items(), key=lambda kv: _worker_index(kv[0]))
+                if n.startswith("worker-")}
+
+    # ---- process start -----------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, port: int = 0) -> Proc:
+        log = self.config.run_dir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     cwd=REPO_ROOT, env={**os.environ, **(env or {})}, start_new_session=True)
+        proc = Proc(name=name, pid=child.pid, port=port, log=str(log))
+        state = self.load_state()
+        state[name] = proc
+        self.save_state(state)
+        return proc
+
+    def _log_tail(self, proc: Proc, lines: int = 30) -> str:
+        try:
+            return "\n".join(Path(proc.log).read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    def _wait_started(self, proc: Proc, ready: Callable[[], bool], timeout: float, what: str) -> float:
+        def up() -> bool:
+            if not proc.alive():
+                raise RuntimeError(f"{proc.name} exited during start-up:\n{self._log_tail(proc)}")
+            return ready()
+        try:
+            return wait_for(up, timeout, what)
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}\n{self._log_tail(proc)}") from None
+
+    def start_consul(self) -> Proc:
+        """A single-node Consul agent (dev mode: server, UI, state kept in memory)."""
+        cfg = self.config
+        if not port_is_free(cfg.consul_http_port):
+            raise RuntimeError(f"port {cfg.consul_http_port} is taken: set NER_CONSUL_HTTP_PORT")
+        ports = {"http": cfg.consul_http_port, "dns": -1, "grpc": -1,
+                 "serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()}
+        override = cfg.run_dir / "consul-ports.json"
+        override.parent.mkdir(parents=True, exist_ok=True)
+        override.write_text(json.dumps({"ports": ports}))
+        argv = [str(cfg.consul_bin), "agent", "-dev", "-ui",
+                f"-config-file={REPO_ROOT / 'consul' / 'local.json'}", f"-config-file={override}"]
+        proc = self._spawn("consul", argv, port=cfg.consul_http_port)
+        took = self._wait_started(proc, self.consul_has_leader, 30, "Consul leader")
+        self.say(f"consul: up in {took:.1f}s, UI at {cfg.consul_url}/ui/")
+        return proc
+
+    def consul_has_leader(self) -> bool:
+        response = requests.get(f"{self.config.consul_url}/v1/status/leader", timeout=2)
+        return response.ok and bool(response.json())
+
+    def _next_worker(self) -> tuple[str, int]:
+        state = self.load_state()
+        taken_ports = {p.port for p in state.values() if p.alive()}
+        index = 1
+        while f"worker-{index}" in state and state[f"worker-{index}"].alive():
+            index += 1
+        port = self.config.worker_base_port + index - 1
+        while port in taken_ports or not port_is_free(port):
+            port += 1
+        return f"worker-{index}", port
+
+    def start_worker(self) -> Proc:
+        """One gunicorn worker instance that registers itself in Consul."""
+        cfg = self.config
+        name, port = self._next_worker()
+        env = {
+            "NER_BIND": f"127.0.0.1:{port}",
+            "NER_MODEL_DIR": str(cfg.model_dir),
+            "CONSUL_HTTP_ADDR": f"127.0.0.1:{cfg.consul_http_port}",
+            "NER_DRAIN_SECONDS": str(cfg.drain_seconds),
+            "PROMETHEUS_MULTIPROC_DIR": str(cfg.run_dir / "metrics" / name),
+        }
+        argv = [str(cfg.python), "-m", "gunicorn", "-c", str(REPO_ROOT / "worker/gunicorn.conf.py"),
+                "--name", f"ner-{name}", "worker.app:get_app()"]
+        return self._spawn(name, argv, env=env, port=port)
+
+    def nginx_dir(self) -> Path:
+        return self.config.run_dir / "nginx"
+
+    def nginx_args(self) -> list[str]:
+        prefix = self.nginx_dir()
+        return ["-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
+
+    def write_nginx_conf(self) -> None:
+        """Fill nginx.conf.tmpl for this run directory and gateway port."""
+        prefix = self.nginx_dir()
+        (prefix / "logs").mkdir(parents=True, exist_ok=True)
+        template = string.Template((REPO_ROOT / "nginx-template" / "nginx.conf.tmpl").read_text())
+        (prefix / "nginx.conf").write_text(template.substitute(
+            PREFIX=str(prefix),
+            LISTEN=f"{self.config.gateway_host}:{self.config.gateway_port}",
+            UPSTREAM_CONF=str(prefix / "upstream.conf"),
+        ))
+
+    def renderer_argv(self, once: bool = False) -> tuple[str, list[str]]:
+        """consul-template when it is on PATH, our renderer otherwise; the same template either way."""
+        cfg, prefix = self.config, self.nginx_dir()
+        template = REPO_ROOT / "nginx-template" / "upstream.ctmpl"
+        out = prefix / "upstream.conf"
+        consul_template = shutil.which("consul-template")
+        if consul_template:
+            reload_cmd = f"{REPO_ROOT / 'nginx-template' / 'reload-nginx.sh'} {' '.join(self.nginx_args()[:4])}"
+            argv = [consul_template, f"-consul-addr=127.0.0.1:{cfg.consul_http_port}", "-wait=200ms:2s",
+                    f"-template={template}:{out}:{reload_cmd}"] + (["-once"] if once else [])
+            return "consul-template", argv
+        argv = [str(cfg.python), str(REPO_ROOT / "nginx-template" / "render_upstream.py"),
+                "--consul", f"127.0.0.1:{cfg.consul_http_port}", "--template", str(template),
+                "--out", str(out), "--nginx-bin", cfg.nginx_bin,
+                "--nginx-prefix", str(prefix), "--nginx-conf", str(prefix / "nginx.conf")]
+        return "project renderer (consul-template not on PATH)", argv + (["--once"] if once else [])
+
+    def start_gateway(self) -> list[Proc]:
+        """Render the upstream once, start nginx, then keep the upstream live with the renderer."""
+        cfg = self.config
+        if not port_is_free(cfg.gateway_port, cfg.gateway_host):
+            raise RuntimeError(f"port {cfg.gateway_port} is taken: set NER_GATEWAY_LISTEN")
+        self.write_nginx_conf()
+        kind, once = self.renderer_argv(once=True)
+        subprocess.run(once + ["--no-reload"] if "render_upstream" in once[1] else once, check=True,
+                       cwd=REPO_ROOT, capture_output=True, timeout=30)
+        nginx = self._spawn("nginx", [cfg.nginx_bin, *self.nginx_args()], port=cfg.gateway_port)
+        self._wait_started(nginx, self.gateway_alive, 15, "nginx gateway")
+        kind, argv = self.renderer_argv()
+        renderer = self._spawn("renderer", argv)
+        self.say(f"gateway: nginx at {cfg.gateway_url}, upstream kept by {kind}")
+        return [nginx, renderer]
+
+    def gateway_alive(self) -> bool:
+        return requests.get(f"{self.config.gateway_url}/gateway/health", timeout=2).ok
+
+    # ---- cluster operations ------------------------------------------------------------
+    def passing(self) -> list[dict]:
+        """Healthy ner-worker instances as Consul reports them."""
+        response = requests.get(f"{self.config.consul_url}/v1/health/service/{SERVICE_NAME}",
+                                params={"passing": "1"}, timeout=5)
+        response.raise_for_status()
+        return [entry["Service"] for entry in response.json()]
+
+    def wait_workers_passing(self, count: int, timeout: float = 60) -> float:
+        """Wait until exactly the running workers are passing in Consul."""
+        def settled() -> bool:
+            return len(self.passing()) == count
+        try:
+            return wait_for(settled, timeout, f"{count} passing workers")
+        except TimeoutError as error:
+            tails = "\n".join(f"--- {p.name}\n{self._log_tail(p, 15)}" for p in self.workers().values())
+            raise TimeoutError(f"{error}\n{tails}") from None
+
+    def wait_gateway_serving(self, timeout: float = 30) -> float:
+        """Wait until a real NER request succeeds through the gateway."""
+        def served() -> bool:
+            response = requests.post(f"{self.config.gateway_url}/v1/ner", json={"text": "张三在北京工作。"},
+                                     timeout=5)
+            return response.status_code == 200
+        return wait_for(served, timeout, "a request to succeed through the gateway")
+
+    def up(self, workers: int = 2) -> None:
+        """Start whatever is missing, then wait until requests succeed through the gateway."""
+        self.config.run_dir.mkdir(parents=True, exist_ok=True)
+        live = self.live()
+        if "consul" not in live:
+            self.start_consul()
+        if "nginx" not in live or "renderer" not in live:
+            for name in ("renderer", "nginx"):
+                if name in live:
+                    self._stop([live[name]])
+            self.start_gateway()
+        missing = workers - len(self.workers())
+        for _ in range(max(0, missing)):
+            proc = self.start_worker()
+            self.say(f"{proc.name}: starting on 127.0.0.1:{proc.port}")
+        running = len(self.workers())
+        took = self.wait_workers_passing(running)
+        self.say(f"workers: {running} passing in Consul after {took:.1f}s")
+        if running:
+            self.wait_gateway_serving()
+        self.say(f"gateway:   {self.config.gateway_url}  (POST /v1/ner, page at /)")
+        self.say(f"consul UI: {self.config.consul_url}/ui/")
+
+    def scale(self, count: int) -> None:
+        """Grow or shrink to count workers without touching the others."""
+        if count < 0:
+            raise ValueError("WORKERS must be 0 or more")
+        current = self.workers()
+        if len(current) < count:
+            for _ in range(count - len(current)):
+                proc = self.start_worker()
+                self.say(f"{proc.name}: starting on 127.0.0.1:{proc.port}")
+        elif len(current) > count:
+            extra = list(current.values())[count:]
+            self.say(f"draining {', '.join(p.name for p in extra)}")
+            self._stop(extra)
+        took = self.wait_workers_passing(count)
+        self.say(f"workers: {count} passing after {took:.1f}s")
+
+    def _stop(self, procs: list[Proc], timeout: float | None = None) -> None:
+        """SIGTERM (workers drain first), wait, then SIGKILL what is left of each process group."""
+        timeout = timeout if timeout is not None else self.config.drain_seconds + 25
+        for proc in procs:
+            if proc.alive():
+                os.kill(proc.pid, signal.SIGQUIT if proc.name == "nginx" else signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(p.alive() for p in procs):
+            time.sleep(0.1)
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        state = self.load_state()
+        for proc in procs:
+            state.pop(proc.name, None)
+        self.save_state(state)
+
+    def down(self) -> None:
+        """Stop everything this run directory started: workers first (they drain), then the rest."""
+        live = self.live()
+        workers = [p for n, p in live.items() if n.startswith("worker-")]
+        if workers:
+            self.say(f"stopping {len(workers)} worker(s)")
+            self._stop(workers)
+        for name in ("renderer", "nginx", "consul"):
+            if name in live:
+                self._stop([live[name]], timeout=10)
+        self.save_state({})
+        self.say("cluster stopped")
+
+
+def _worker_index(name: str) -> int:
+    try:
+        return int(name.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return 0

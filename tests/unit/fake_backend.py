@@ -1,0 +1,69 @@
+"""A deterministic stand-in for the model, and a test client built around it."""
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+from falcon import testing
+
+from worker.app import create_app
+from worker.backends.base import BackendError
+from worker.config import WorkerConfig
+from worker.entities import Entity
+
+KNOWN = {"北京": "LOC", "张三": "PER", "清华大学": "ORG"}
+
+
+class FakeBackend:
+    """Tags every occurrence of a few fixed words; switches make it fail like a broken model."""
+
+    name = "fake"
+    version = "0.1"
+
+    def __init__(self) -> None:
+        self.fail_probe = False
+        self.fail_predict = False
+        self.crash_predict = False  # an unexpected bug rather than a model failure
+        self.probe_calls = 0
+        self.batches: list[list[str]] = []
+        self.gate: threading.Event | None = None  # when set, predict waits for it
+        self.entered = threading.Event()
+
+    def predict_batch(self, texts: list[str]) -> list[list[Entity]]:
+        self.batches.append(list(texts))
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(timeout=10)
+        if self.crash_predict:
+            raise KeyError("secret internal detail")
+        if self.fail_predict:
+            raise BackendError("model exploded")
+        return [self._tag(text) for text in texts]
+
+    def probe(self) -> None:
+        self.probe_calls += 1
+        if self.fail_probe:
+            raise BackendError("model not loaded")
+
+    @staticmethod
+    def _tag(text: str) -> list[Entity]:
+        found = []
+        for word, kind in KNOWN.items():
+            start = text.find(word)
+            while start != -1:
+                found.append(Entity(kind, start, start + len(word), word))
+                start = text.find(word, start + len(word))
+        return sorted(found, key=lambda e: e.start)
+
+
+def make_config(**overrides: Any) -> WorkerConfig:
+    """Small limits make the limit tests cheap to write."""
+    defaults = dict(instance_id="worker-test-1", max_text_chars=50, max_batch_texts=3,
+                    max_body_bytes=1000, max_inflight=2)
+    defaults.update(overrides)
+    return dataclasses.replace(WorkerConfig(), **defaults)
+
+
+def make_client(backend: FakeBackend | None = None, **overrides: Any) -> testing.TestClient:
+    return testing.TestClient(create_app(backend or FakeBackend(), make_config(**overrides)))

@@ -1,0 +1,86 @@
+"""worker/gunicorn.conf.py: settings from NER_* variables and the metrics directory it prepares."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONF = REPO_ROOT / "worker" / "gunicorn.conf.py"
+
+_LOAD = textwrap.dedent("""
+    import json, os, runpy, sys
+    ns = runpy.run_path(sys.argv[1])
+    keys = ["bind", "workers", "worker_class", "threads", "preload_app", "timeout",
+            "graceful_timeout", "accesslog"]
+    out = {k: ns[k] for k in keys}
+    out["hooks"] = sorted(k for k in ("on_starting", "when_ready", "on_exit", "child_exit")
+                          if callable(ns.get(k)))
+    out["metrics_dir"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    print(json.dumps(out))
+""")
+
+
+def load_conf(tmp_path: Path, **env: str) -> dict:
+    """Run the config file in a fresh interpreter, as the gunicorn master would."""
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("NER_", "_NER_", "PROMETHEUS_MULTIPROC_DIR"))}
+    clean.update({"NER_REGISTER": "0", **env})
+    done = subprocess.run([sys.executable, "-c", _LOAD, str(CONF)], cwd=tmp_path, env=clean,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_settings_come_from_ner_variables(tmp_path):
+    conf = load_conf(tmp_path, NER_BIND="0.0.0.0:9123", NER_PROCESSES="3", NER_THREADS="6",
+                     PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))
+    assert conf["bind"] == ["0.0.0.0:9123"]
+    assert (conf["workers"], conf["worker_class"], conf["threads"]) == (3, "gthread", 6)
+
+
+def test_model_loads_after_fork_never_preloaded(tmp_path):
+    assert load_conf(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))["preload_app"] is False
+
+
+def test_timeouts_leave_room_for_model_loading_and_draining(tmp_path):
+    conf = load_conf(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))
+    assert conf["timeout"] >= 60
+    assert conf["graceful_timeout"] >= 10
+
+
+def test_access_log_is_off_because_the_app_logs_requests(tmp_path):
+    assert load_conf(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))["accesslog"] is None
+
+
+def test_registrar_hooks_and_metrics_cleanup_are_installed(tmp_path):
+    conf = load_conf(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))
+    assert conf["hooks"] == ["child_exit", "on_exit", "on_starting", "when_ready"]
+
+
+def test_given_metrics_dir_is_created_and_cleared_of_an_earlier_run(tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_123.db").write_bytes(b"stale")
+    (metrics_dir / "keep.txt").write_text("not ours")
+    load_conf(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    assert sorted(p.name for p in metrics_dir.iterdir()) == ["keep.txt"]
+
+
+def test_a_metrics_dir_is_made_when_none_is_given(tmp_path):
+    conf = load_conf(tmp_path)
+    # The master removes its own directory when it exits (here: the interpreter).
+    assert conf["metrics_dir"] and not Path(conf["metrics_dir"]).exists()
+
+
+def test_bad_setting_fails_at_start_with_the_variable_named(tmp_path):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("NER_", "PROMETHEUS"))}
+    done = subprocess.run([sys.executable, "-c", _LOAD, str(CONF)], cwd=tmp_path,
+                          env={**clean, "NER_REGISTER": "0", "NER_THREADS": "zero",
+                               "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "NER_THREADS" in done.stderr

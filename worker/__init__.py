@@ -1,0 +1,1 @@
+"""NER worker: model backends, text handling and the HTTP service."""

@@ -1,0 +1,280 @@
+"""RaNER-format models run through ModelScope's own NER pipeline, made safe for any input.
+
+The pipeline is used unchanged; everything it gets wrong on real text is
+handled around it: long texts are chunked (it truncates silently), text is
+normalised one character for one (it fails on characters it cannot find
+back), offsets are checked and spans are cut from the caller's text, and a
+chunk that still fails is retried in smaller pieces instead of failing the
+request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from worker.backends.base import BackendError
+from worker.chunking import Chunk, merge_chunk_entities, split_text
+from worker.entities import Entity
+from worker.modelinfo import WEIGHTS_FILE, weights_version
+from worker.textnorm import TextNormalizer
+
+logger = logging.getLogger(__name__)
+
+# A pipeline maps one text to {"output": [{"type", "start", "end", "span", ...}, ...]}.
+Pipeline = Callable[..., Any]
+
+PROBE_TEXT = "新华社北京电，国务院总理李强在人民大会堂会见了联合国秘书长。"
+# Label names other tag sets use for the same three entity types (MSRA uses NR/NS/NT).
+TYPE_ALIASES = {
+    "PER": "PER", "PERSON": "PER", "NR": "PER", "PEOPLE": "PER",
+    "LOC": "LOC", "LOCATION": "LOC", "NS": "LOC", "GPE": "LOC",
+    "ORG": "ORG", "ORGANIZATION": "ORG", "NT": "ORG",
+}  # fmt: skip
+
+
+def canonical_type(label: object) -> str | None:
+    """PER/LOC/ORG for a model's label name, None for types the service does not report."""
+    return TYPE_ALIASES.get(str(label).strip().upper())
+
+
+class RanerBackend:
+    """NerBackend over a ModelScope NER pipeline (real, or any callable of the same shape)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        name: str,
+        version: str,
+        normalizer: TextNormalizer | None = None,
+        sequence_length: int = 128,
+        overlap: int = 20,
+        batch_pipeline: Pipeline | None = None,
+        batch_size: int = 16,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self._pipeline = pipeline
+        self._batch_pipeline = batch_pipeline
+        self._batch_size = batch_size
+        self._normalizer = normalizer
+        # [CLS] and [SEP] take two positions; after normalisation a token needs at least one char.
+        self._max_chars = sequence_length - 2
+        self._overlap = overlap
+        # Tokenizers and the pipeline are not safe to share between threads.
+        self._lock = threading.Lock()
+        self._last_call_failed = False
+
+    @classmethod
+    def from_directory(
+        cls,
+        model_dir: Path,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        torch_threads: int = 1,
+        sequence_length: int = 128,
+        batch_size: int = 16,
+    ) -> RanerBackend:
+        """Load a local RaNER-format directory (never a hub id: those hang offline)."""
+        # Absolute path: ModelScope takes a relative "a/b" for a hub id and goes online.
+        model_dir = Path(model_dir).expanduser().resolve()
+        for required in ("configuration.json", WEIGHTS_FILE):
+            if not (model_dir / required).is_file():
+                raise BackendError(f"{model_dir} is not a RaNER model directory: {required} missing")
+
+        import torch
+        from modelscope.pipelines import pipeline as build_pipeline
+        from modelscope.preprocessors import Preprocessor
+        from modelscope.utils.constant import Tasks
+
+        torch.set_num_threads(torch_threads)
+        try:
+            # One text at a time: no padding, so short texts cost only their own length.
+            single = build_pipeline(
+                Tasks.named_entity_recognition,
+                model=str(model_dir),
+                device="cpu",
+                sequence_length=sequence_length,
+                use_fast=True,  # the slow tokenizer path crashes on [UNK]
+                padding=False,
+            )
+            # Several chunks at once: same model object, padded so they can be stacked.
+            batched = build_pipeline(
+                Tasks.named_entity_recognition,
+                model=single.model,
+                preprocessor=Preprocessor.from_pretrained(
+                    str(model_dir), sequence_length=sequence_length, use_fast=True
+                ),
+                device="cpu",
+            )
+        except Exception as error:
+            raise BackendError(f"cannot load RaNER model from {model_dir}: {error}") from error
+
+        backend = cls(
+            single,
+            name=name or model_dir.name,
+            version=version or weights_version(model_dir),
+            normalizer=_normalizer_for(single),
+            sequence_length=sequence_length,
+            batch_pipeline=batched,
+            batch_size=batch_size,
+        )
+        backend.probe()  # also warms the pipeline up before the first request
+        logger.info("loaded RaNER model %s@%s from %s", backend.name, backend.version, model_dir)
+        return backend
+
+    def predict(self, text: str) -> list[Entity]:
+        """Entities of one text."""
+        return self.predict_batch([text])[0]
+
+    def predict_batch(self, texts: list[str]) -> list[list[Entity]]:
+        """Entities for each text, in input order; offsets and spans always match the text."""
+        jobs: list[tuple[int, Chunk, str]] = []
+        chunks_of: list[list[Chunk]] = []
+        for index, text in enumerate(texts):
+            chunks = split_text(text, self._max_chars, self._overlap)
+            chunks_of.append(chunks)
+            for chunk in chunks:
+                normalized = self._normalize(chunk.text)
+                if normalized.strip():  # the pipeline raises on whitespace-only text
+                    jobs.append((index, chunk, normalized))
+
+        with self._lock:
+            outputs = self._run([normalized for _, _, normalized in jobs])
+
+        found: dict[tuple[int, int], list[Entity]] = {}
+        for (index, chunk, normalized), raw in zip(jobs, outputs):
+            found[(index, chunk.start)] = self._to_entities(raw, chunk, normalized, texts[index])
+        return [
+            merge_chunk_entities(
+                ((chunk, found.get((index, chunk.start), [])) for chunk in chunks_of[index]),
+                len(texts[index]),
+            )
+            for index in range(len(texts))
+        ]
+
+    def probe(self) -> None:
+        """Raise BackendError unless the model predicts on a known sentence."""
+        if not self._lock.acquire(blocking=False):
+            # Busy predicting: that is proof of life unless the last call broke.
+            if self._last_call_failed:
+                raise BackendError("the model failed on its last call")
+            return
+        try:
+            self._call(PROBE_TEXT)
+        except Exception as error:
+            self._last_call_failed = True
+            raise BackendError(f"model probe failed: {error}") from error
+        finally:
+            self._lock.release()
+
+    def _normalize(self, text: str) -> str:
+        return self._normalizer.normalize(text) if self._normalizer else text
+
+    def _call(self, text: str) -> list[dict]:
+        """One pipeline call; remembers whether the model is failing."""
+        try:
+            output = self._pipeline(text)["output"]
+        except Exception:
+            self._last_call_failed = True
+            raise
+        self._last_call_failed = False
+        return output
+
+    def _run(self, texts: Sequence[str]) -> list[list[dict]]:
+        """Raw pipeline outputs for each text: one padded batch call if possible, else one by one."""
+        if self._batch_pipeline is not None and self._worth_batching(texts):
+            try:
+                outputs = self._batch_pipeline(list(texts), batch_size=self._batch_size)
+                if len(outputs) != len(texts):
+                    raise RuntimeError(f"{len(outputs)} outputs for {len(texts)} texts")
+                return [output["output"] for output in outputs]
+            except Exception:
+                logger.warning("batched prediction failed; retrying text by text", exc_info=True)
+        return [self._predict_robust(text) for text in texts]
+
+    def _worth_batching(self, texts: Sequence[str]) -> bool:
+        """Batches pad every text to the full window, which only pays off for longer texts."""
+        if len(texts) < 2:
+            return False
+        return sum(len(text) for text in texts) / len(texts) >= self._max_chars / 4
+
+    def _predict_robust(self, text: str) -> list[dict]:
+        """Predict one text; if the pipeline raises, predict its halves instead of failing."""
+        try:
+            return self._call(text)
+        except Exception:
+            logger.warning("prediction failed on a %d-char piece; splitting it", len(text), exc_info=True)
+        try:
+            self._call(PROBE_TEXT)
+        except Exception as error:
+            raise BackendError(f"model cannot predict: {error}") from error
+        if len(text) <= 1:
+            return []  # a lone character the model cannot handle has no entity to give
+        middle = len(text) // 2
+        left = self._predict_robust(text[:middle]) if text[:middle].strip() else []
+        right = self._predict_robust(text[middle:]) if text[middle:].strip() else []
+        return left + [_shifted(item, middle) for item in right if _offsets(item) is not None]
+
+    def _to_entities(self, raw: list[dict], chunk: Chunk, normalized: str, text: str) -> list[Entity]:
+        """Checked entities in the original text's offsets, spans cut from the original text."""
+        entities = []
+        for item in raw:
+            if not isinstance(item, dict):
+                continue
+            entity_type = canonical_type(item.get("type"))
+            offsets = _offsets(item)
+            if entity_type is None or offsets is None:
+                continue
+            start, end = offsets
+            if not 0 <= start < end <= len(normalized):
+                logger.warning(
+                    "dropping entity with offsets %d:%d outside a %d-char chunk", start, end, len(normalized)
+                )
+                continue
+            if "span" in item and item["span"] != normalized[start:end]:
+                logger.warning("dropping entity whose span does not match its offsets")
+                continue
+            # Spaces stand in for control characters; an entity never starts or ends on one.
+            while start < end and normalized[start].isspace():
+                start += 1
+            while end > start and normalized[end - 1].isspace():
+                end -= 1
+            if start == end:
+                continue
+            start, end = chunk.start + start, chunk.start + end
+            entities.append(Entity(entity_type, start, end, text[start:end]))
+        return entities
+
+
+def _offsets(item: dict) -> tuple[int, int] | None:
+    """Integer (start, end) of a raw pipeline entity, or None if they are not integers."""
+    try:
+        start, end = item["start"], item["end"]
+        if int(start) != start or int(end) != end:
+            return None
+        return int(start), int(end)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def _shifted(item: dict, by: int) -> dict:
+    """A raw entity of a text's right part, in offsets of the whole text."""
+    start, end = _offsets(item)
+    return {**item, "start": start + by, "end": end + by}
+
+
+def _normalizer_for(pipeline: Any) -> TextNormalizer:
+    """A TextNormalizer that follows the pipeline tokenizer's own vocabulary and normaliser."""
+    tokenizer = pipeline.preprocessor.nlp_tokenizer.tokenizer
+    backend_normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
+    canonical = backend_normalizer.normalize_str if backend_normalizer is not None else None
+    return TextNormalizer(
+        tokenizer.get_vocab(),
+        lowercase=bool(getattr(tokenizer, "do_lower_case", True)),
+        canonical=canonical,
+    )

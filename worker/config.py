@@ -1,0 +1,94 @@
+"""Worker settings, read from NER_* environment variables into one frozen object."""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL_DIR = REPO_ROOT / ".local" / "models" / "raner-tiny-random"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a worker process needs, so nothing else reads the environment."""
+
+    model_dir: Path = DEFAULT_MODEL_DIR
+    model_name: str | None = None  # None: the backend uses the directory name
+    model_version: str | None = None  # None: the backend derives it from the weights
+    backend: str = "raner"
+    max_text_chars: int = 20_000
+    max_batch_texts: int = 64
+    max_body_bytes: int = 2 * 1024 * 1024
+    torch_threads: int = 1
+    instance_id: str = "ner-worker-local"
+    bind: str = "127.0.0.1:8000"
+    processes: int = 1
+    threads: int = 4
+    max_inflight: int = 3  # concurrent inference requests per process; beyond it → 429
+    metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR: shared metrics across processes
+    # Consul checks every second; one probe per second is enough however many checks arrive.
+    health_cache_seconds: float = 1.0
+
+
+def load_config(environ: Mapping[str, str] = os.environ) -> WorkerConfig:
+    """Build the config once at start-up so a bad value fails fast with a clear message."""
+    env = _Env(environ)
+    threads = env.positive_int("NER_THREADS", 4)
+    bind = env.text("NER_BIND") or "127.0.0.1:8000"
+    _check_bind(bind)
+    metrics_dir = env.text("PROMETHEUS_MULTIPROC_DIR") or env.text("prometheus_multiproc_dir")
+    return WorkerConfig(
+        model_dir=Path(env.text("NER_MODEL_DIR") or DEFAULT_MODEL_DIR).expanduser().resolve(),
+        model_name=env.text("NER_MODEL_NAME"),
+        model_version=env.text("NER_MODEL_VERSION"),
+        backend=env.text("NER_BACKEND") or "raner",
+        max_text_chars=env.positive_int("NER_MAX_TEXT_CHARS", 20_000),
+        max_batch_texts=env.positive_int("NER_MAX_BATCH_TEXTS", 64),
+        max_body_bytes=env.positive_int("NER_MAX_BODY_BYTES", 2 * 1024 * 1024),
+        torch_threads=env.positive_int("NER_TORCH_THREADS", 1),
+        instance_id=env.text("NER_INSTANCE_ID") or f"{socket.gethostname()}-{os.getpid()}",
+        bind=bind,
+        processes=env.positive_int("NER_PROCESSES", 1),
+        threads=threads,
+        # Leave one thread free so /health still answers while the others predict.
+        max_inflight=env.positive_int("NER_MAX_INFLIGHT", max(1, threads - 1)),
+        metrics_dir=Path(metrics_dir) if metrics_dir else None,
+    )
+
+
+class _Env:
+    """Typed access to the environment with error messages that name the variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str) -> str | None:
+        """Empty or blank values count as unset, as they do in most shells' `VAR=` lines."""
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def positive_int(self, name: str, default: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be a positive integer, got {raw!r}") from None
+        if value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {raw!r}")
+        return value
+
+
+def _check_bind(bind: str) -> None:
+    """Accept gunicorn's forms: HOST:PORT, [IPv6]:PORT, unix:PATH."""
+    if bind.startswith("unix:"):
+        if len(bind) == len("unix:"):
+            raise ValueError("NER_BIND unix: needs a socket path")
+        return
+    host, sep, port = bind.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"NER_BIND must look like HOST:PORT (port 0-65535), got {bind!r}")

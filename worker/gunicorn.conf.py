@@ -1,0 +1,92 @@
+"""gunicorn settings for a NER worker instance: `gunicorn -c worker/gunicorn.conf.py 'worker.app:get_app()'`."""
+# This file is executed by the gunicorn master at start-up (and again on SIGHUP).
+# Settings come from the same NER_* variables as the app, validated by load_config().
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # so `worker` and `registrar` import from any cwd
+    sys.path.insert(0, str(REPO_ROOT))
+
+# --- Prometheus multiprocess mode ---------------------------------------------------
+# Each process writes its metrics to files in one directory and /metrics merges them.
+# prometheus_client picks its storage when first imported, so the variable must be set
+# here, in the master, before anything imports it and before the workers fork.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if not _metrics_dir:
+    _metrics_dir = tempfile.mkdtemp(prefix="ner-metrics-")  # new, so empty
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+    _master_pid = os.getpid()
+    # Forked workers inherit this exit handler; only the master removes the directory.
+    atexit.register(lambda: os.getpid() == _master_pid
+                    and shutil.rmtree(_metrics_dir, ignore_errors=True))
+Path(_metrics_dir).mkdir(parents=True, exist_ok=True)
+# Files left by an earlier run would be counted as ours: clear them once per master
+# process (not on a SIGHUP reload, when live workers still write to them).
+if os.environ.get("_NER_METRICS_DIR_OWNER_PID") != str(os.getpid()):
+    for _leftover in Path(_metrics_dir).glob("*.db"):
+        _leftover.unlink(missing_ok=True)
+    os.environ["_NER_METRICS_DIR_OWNER_PID"] = str(os.getpid())
+
+# --- Consul registration --------------------------------------------------------------
+# on_starting sets NER_INSTANCE_ID before the workers fork; when_ready registers the
+# instance once gunicorn has bound its port and makes SIGTERM drain it out of Consul
+# before the workers stop; on_exit deregisters it.
+from registrar.hooks import on_exit, on_starting, when_ready  # noqa: E402,F401
+
+from worker.config import load_config  # noqa: E402  (light: reads the environment only)
+from worker.modelinfo import model_identity  # noqa: E402  (light: hashes the weights file)
+
+_config = load_config()
+
+# --- Model identity -------------------------------------------------------------------
+# Resolved once here, in the master, and exported: the workers report it as "model" and
+# the registrar puts the same name and version into the Consul service's tags and meta.
+if _config.model_dir.is_dir():
+    _name, _version = model_identity(_config.model_dir, _config.model_name, _config.model_version)
+    os.environ["NER_MODEL_NAME"], os.environ["NER_MODEL_VERSION"] = _name, _version
+
+# --- Serving --------------------------------------------------------------------------
+bind = [_config.bind]
+workers = _config.processes
+# Threads, so /health and /metrics are answered while another thread runs the model
+# (torch releases the GIL during inference). The app also refuses inference beyond
+# NER_MAX_INFLIGHT (default: threads - 1) with 429, which keeps one thread free.
+worker_class = "gthread"
+threads = _config.threads
+
+# The model loads in each worker after fork (get_app() runs post-fork); never preload:
+# torch state and thread pools do not survive fork well, and each process needs its own.
+preload_app = False
+
+# A gthread worker heartbeats from its main loop, which starts only after get_app() has
+# loaded the model. The timeout must therefore cover importing the ML stack and loading
+# the weights (tens of seconds for a base-size model on a busy machine), not just a request.
+timeout = 120
+# On SIGTERM the registrar drains the instance (out of Consul, then NER_DRAIN_SECONDS
+# of serving); after that, in-flight requests get this long to finish before SIGKILL.
+graceful_timeout = 30
+# Behind nginx with keep-alive upstream connections: keep idle connections a little
+# longer than nginx would, so nginx never reuses a connection we just closed.
+keepalive = 75
+
+# Heartbeat files in memory rather than on a possibly slow or disk-backed /tmp.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
+
+# The app logs one structured line per request; gunicorn's access log would duplicate it.
+accesslog = None
+errorlog = "-"
+loglevel = "info"
+
+
+def child_exit(server, worker):
+    """Drop the dead process's live gauges (in-flight requests) from the merged metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+

@@ -1,0 +1,100 @@
+"""Structured logs: one JSON object per line for machines, plain text for a person at a terminal."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+import falcon
+
+# Attributes every LogRecord has; anything else on a record came from `extra=` and is a field.
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# nginx's $request_id is 32 hex digits; accept similar tokens, refuse anything that could forge log lines.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+request_log = logging.getLogger("worker.request")
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
+
+
+class JsonFormatter(logging.Formatter):
+    """One self-contained JSON object per line, so log shippers need no parsing rules."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(_fields(record))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """Readable at a terminal: the message, then the structured fields as key=value."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extra = " ".join(f"{k}={v}" for k, v in _fields(record).items())
+        if not extra:
+            return line
+        head, sep, rest = line.partition("\n")  # keep a traceback below the fields
+        return f"{head} {extra}{sep}{rest}"
+
+
+def configure_logging(level: int | str = logging.INFO, stream: TextIO | None = None) -> None:
+    """Send the root logger to stderr in the format that suits whoever reads it."""
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
+    is_tty = hasattr(stream, "isatty") and stream.isatty()
+    handler.setFormatter(TextFormatter() if is_tty else JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class RequestContextMiddleware:
+    """Tags every response with who served it and logs one line per request."""
+
+    def __init__(self, worker_id: str, quiet_paths: tuple[str, ...] = ("/health", "/metrics")) -> None:
+        self._worker_id = worker_id
+        # Consul checks /health every second: successful probes and scrapes log at DEBUG.
+        self._quiet_paths = frozenset(quiet_paths)
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        given = req.get_header("X-Request-Id")
+        req.context.request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        req.context.started = time.perf_counter()
+        req.context.texts = 0  # resources fill these in for the request log
+        req.context.chars = 0
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response,
+                         resource: object, req_succeeded: bool) -> None:
+        request_id = getattr(req.context, "request_id", None) or uuid.uuid4().hex
+        resp.set_header("X-Request-Id", request_id)
+        resp.set_header("X-Worker-Id", self._worker_id)
+        started = getattr(req.context, "started", time.perf_counter())
+        quiet = req.path in self._quiet_paths and resp.status_code < 400
+        request_log.log(logging.DEBUG if quiet else logging.INFO, "request", extra={
+            "request_id": request_id,
+            "worker_id": self._worker_id,
+            "method": req.method,
+            "path": req.path,
+            "status": resp.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "texts": getattr(req.context, "texts", 0),
+            "chars": getattr(req.context, "chars", 0),
+        })
