@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import falcon
 
-from worker.backends.base import BackendError, NerBackend
+from worker.backends.base import NerBackend
 from worker.entities import Entity
 from worker.errors import InvalidRequest, NotReady, Overloaded, PayloadTooLarge, UnsupportedMediaType
 from worker.metrics import Metrics
@@ -147,7 +147,7 @@ class Predictor:
         finally:
             self._slots.release()
         if len(predicted) != len(todo):
-            raise BackendError(f"backend returned {len(predicted)} results for {len(todo)} texts")
+            raise RuntimeError(f"backend returned {len(predicted)} results for {len(todo)} texts")
         for i, entities in zip(todo, predicted):
             results[i] = list(entities)
         return results
