@@ -154,6 +154,8 @@ TOKEN_RE = re.compile(r"""
     | (?P<other>\S+)
     )""", re.VERBOSE)
 
+# The parsed template is a small tree of these nodes; execution walks it.
+
 
 @dataclass
 class Text:
@@ -591,6 +593,8 @@ class Shutdown(Exception):
 
 @dataclass
 class Outcome:
+    """What apply() did: whether nginx got a new upstream, and whether all went well."""
+
     changed: bool
     ok: bool
 

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "scale":
             cluster.scale(args.workers)
         else:
-            print(cluster.status_table())
+            cluster.print_status()
     except (RuntimeError, TimeoutError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

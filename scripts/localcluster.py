@@ -315,6 +315,25 @@ class LocalCluster:
             return response.status_code == 200
         return wait_for(served, timeout, "a request to succeed through the gateway")
 
+    def print_status(self) -> None:
+        """The local processes, then every worker as Consul sees it (ID, address, health, model)."""
+        from registrar.cli import print_table
+        from registrar.client import build_client
+        from registrar.config import load_config as registrar_config
+        from registrar.inventory import list_instances
+
+        live = self.live()
+        for name in ("consul", "nginx", "renderer"):
+            proc = live.get(name)
+            print(f"{name:<9} {'up (pid %d)' % proc.pid if proc else 'down'}")
+        local = {proc.port: name for name, proc in self.workers().items()}
+        print(f"workers   {len(local)} running locally: {', '.join(sorted(local.values())) or '-'}")
+        if "consul" not in live:
+            return
+        print()
+        config = registrar_config({"CONSUL_HTTP_ADDR": f"127.0.0.1:{self.config.consul_http_port}"})
+        print_table(list_instances(build_client(config), SERVICE_NAME))
+
     def up(self, workers: int = 2) -> None:
         """Start whatever is missing, then wait until requests succeed through the gateway."""
         self.config.run_dir.mkdir(parents=True, exist_ok=True)
