@@ -41,6 +41,10 @@ log = logging.getLogger("render_upstream")
 
 STARTUP_MESSAGE = "renderer: project renderer (consul-template not available)"
 BLOCK_WAIT_SECONDS = 30.0
+# After Consul was unreachable or lost its state (a restarted dev agent), workers register
+# again within seconds (their registrar re-checks every 2 s): until then an instance that
+# seems to be gone is kept in the upstream, so the gateway does not turn away traffic.
+DEFAULT_RECOVERY_GRACE = 15.0
 DEFAULT_WAIT = "0.2s:2s"
 
 # Check IDs that Consul uses for maintenance mode (see consul/api/health.go).
@@ -603,7 +607,8 @@ class Renderer:
     """Watches Consul, renders, and swaps the upstream file only through a passed nginx -t."""
 
     def __init__(self, template: Template, service: str, consul: Consul, out: Path,
-                 nginx: NginxControl, wait: tuple[float, float]):
+                 nginx: NginxControl, wait: tuple[float, float],
+                 recovery_grace: float = DEFAULT_RECOVERY_GRACE):
         self.template = template
         self.service = service
         self.consul = consul
@@ -616,6 +621,10 @@ class Renderer:
         self.rejected_text: str | None = None
         self.stopping = False
         self.interruptible = False
+        self.recovery_grace = recovery_grace
+        self.recovering_until = 0.0
+        self.fetched: list[Instance] = []  # what the newest render was made from
+        self.applied: list[Instance] = []  # what the live upstream was made from
 
     # -- signals -------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -651,9 +660,32 @@ class Renderer:
         if self.index == 0:
             log.warning("consul index went backwards; reading afresh",
                         extra={"fields": {"sent": sent, "received": received}})
-        instances = [Instance.from_health_entry(e) for e in entries]
+            self.start_recovery("consul lost its state")
+        instances = self.keep_during_recovery([Instance.from_health_entry(e) for e in entries])
+        self.fetched = instances
         count = len(self.template.queries()[0].select(instances, self.service))
         return render_parsed(self.template, instances, self.service), count, received != sent
+
+    def start_recovery(self, reason: str) -> None:
+        """Hold on to the instances we route to while their registrations come back."""
+        self.recovering_until = time.monotonic() + self.recovery_grace
+        log.warning("keeping current instances while consul recovers",
+                    extra={"fields": {"reason": reason, "grace_s": self.recovery_grace}})
+
+    def recovering(self) -> bool:
+        return time.monotonic() < self.recovering_until
+
+    def keep_during_recovery(self, instances: list[Instance]) -> list[Instance]:
+        """During recovery, instances of the live upstream stay while Consul does not list them
+        (yet) or lists them critical: a fresh registration is critical until its first check passes.
+        One in maintenance (draining) is let go at once."""
+        if not self.recovering():
+            return instances
+        current = {i.id: i for i in instances}
+        for kept in self.applied:
+            if current.get(kept.id) is None or current[kept.id].status == "critical":
+                current[kept.id] = kept
+        return list(current.values())
 
     def settle(self, text: str, count: int) -> tuple[str, int]:
         """consul-template's wait=MIN:MAX: wait for MIN without changes, at most MAX in all."""
@@ -695,6 +727,7 @@ class Renderer:
             return Outcome(changed=False, ok=False)
         reloaded, reload_output = self.nginx.reload()
         self.good_text, self.good_count, self.rejected_text = text, count, None
+        self.applied = self.fetched
         fields.update(reloaded=reloaded is True, reload_ok=reloaded,
                       took_ms=round((time.monotonic() - started) * 1000, 1))
         if reloaded is False:
@@ -737,12 +770,17 @@ class Renderer:
         """Blocking queries until SIGTERM; Consul outages back off and keep the last good file."""
         delay = 0.5
         while not self.stopping:
+            # While recovering, wake up when the grace ends to drop what never came back.
+            block = BLOCK_WAIT_SECONDS
+            if self.recovering():
+                block = min(block, max(self.recovering_until - time.monotonic(), 0.05))
             try:
-                text, count, moved = self.fetch(BLOCK_WAIT_SECONDS)
+                text, count, moved = self.fetch(block)
             except ConsulUnavailable as exc:
                 log.warning("consul unavailable; keeping the last good upstream",
                             extra={"fields": {"error": str(exc), "retry_in_s": delay}})
                 self.index = 0  # after an outage the agent may be a new one
+                self.start_recovery("consul unavailable")
                 self._sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
@@ -800,6 +838,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wait", type=parse_wait, default=DEFAULT_WAIT,
                         help="quiescence MIN:MAX like consul-template's wait (default %(default)s)")
     parser.add_argument("--once", action="store_true", help="render once and exit")
+    parser.add_argument("--recovery-grace", type=float, default=DEFAULT_RECOVERY_GRACE,
+                        help="seconds to keep routing to instances Consul forgot after an outage "
+                             "or a state loss, while they register again (default %(default)s)")
     parser.add_argument("--nginx-bin", default=shutil.which("nginx") or "/usr/sbin/nginx")
     parser.add_argument("--nginx-prefix", help="nginx -p DIR: test with nginx -t, reload with -s reload")
     parser.add_argument("--nginx-conf", help="nginx -c CONF (default DIR/nginx.conf)")
@@ -837,7 +878,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "consul": args.consul, "service": service, "template": str(args.template), "out": str(args.out),
         "wait": f"{wait_min}s:{wait_max}s", "once": args.once}})
     renderer = Renderer(template, service, Consul(args.consul, os.environ.get("CONSUL_HTTP_TOKEN", "")),
-                        args.out, nginx_control(args), args.wait)
+                        args.out, nginx_control(args), args.wait, args.recovery_grace)
     renderer.install_signal_handlers()
     try:
         return renderer.run_once() if args.once else renderer.run_forever()

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from typing import Any, Callable
+from urllib.parse import quote
 
 from consul import Check
 
@@ -62,9 +63,13 @@ class Registrar:
         return default_advertise_address(self.config.consul_host, self.config.consul_port)
 
     def check_definition(self, address: str, port: int) -> dict[str, Any]:
-        """HTTP check on /health; Consul starts it critical, so no traffic before the first pass."""
+        """HTTP check on /health; Consul starts it critical, so no traffic before the first pass.
+
+        The check names the instance: should this one die and another process take over its
+        address, the check fails instead of passing on the newcomer's behalf.
+        """
         check = Check.http(
-            f"http://{host_port(address, port)}/health",
+            f"http://{host_port(address, port)}/health?id={quote(self.instance_id, safe='')}",
             self.config.check_interval,
             timeout=self.config.check_timeout,
             deregister=self.config.deregister_after,

@@ -191,8 +191,10 @@ class LocalCluster:
     def start_consul(self) -> Proc:
         """A single-node Consul agent (dev mode: server, UI, state kept in memory)."""
         cfg = self.config
-        if not port_is_free(cfg.consul_http_port):
-            raise RuntimeError(f"port {cfg.consul_http_port} is taken: set NER_CONSUL_HTTP_PORT")
+        try:  # a just-killed agent's threads can hold the port for a moment after it dies
+            wait_for(lambda: port_is_free(cfg.consul_http_port), 5, "the Consul port")
+        except TimeoutError:
+            raise RuntimeError(f"port {cfg.consul_http_port} is taken: set NER_CONSUL_HTTP_PORT") from None
         ports = {"http": cfg.consul_http_port, "dns": -1, "grpc": -1,
                  "serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()}
         override = cfg.run_dir / "consul-ports.json"

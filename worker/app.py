@@ -34,7 +34,8 @@ def create_app(backend: NerBackend, config: WorkerConfig) -> falcon.App:
                                          config.max_text_chars, config.max_batch_texts))
     app.add_route("/predict", PredictResource(predictor, config.max_body_bytes,
                                               config.max_text_chars))
-    app.add_route("/health", HealthResource(backend, config.health_cache_seconds))
+    app.add_route("/health", HealthResource(backend, config.health_cache_seconds,
+                                              instance_id=config.instance_id))
     app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/", IndexResource(INDEX_PAGE))
     return app

@@ -208,8 +208,9 @@ class HealthResource:
     """GET /health: readiness for Consul, with a static body so check output never changes."""
 
     def __init__(self, backend: NerBackend, cache_seconds: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, instance_id: str = "") -> None:
         self._backend = backend
+        self._instance_id = instance_id
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._lock = threading.Lock()
@@ -234,6 +235,11 @@ class HealthResource:
         return True
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        # Consul checks /health?id=<service ID>. When a worker dies and another process takes
+        # its address, the dead instance's check must fail rather than pass on the newcomer.
+        asked_for = req.get_param("id")
+        if asked_for is not None and asked_for != self._instance_id:
+            raise NotReady("this address serves another instance")
         if not self.is_healthy():
             raise NotReady("the model cannot predict right now")
         resp.media = {"status": "ok"}

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,15 +32,24 @@ def cluster_config(run_dir: Path):
     )
 
 
+def world_readable_dir(prefix: str) -> Path:
+    """A run directory nginx's unprivileged worker processes can enter (pytest's tmp is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def cluster() -> Iterator[LocalCluster]:
     """Consul + 2 workers + renderer + nginx, started once for the session."""
-    local = LocalCluster(cluster_config(tmp_path_factory.mktemp("cluster")), say=lambda message: None)
+    run_dir = world_readable_dir("ner-cluster-")
+    local = LocalCluster(cluster_config(run_dir), say=lambda message: None)
     try:
         local.up(2)
         yield local
     finally:
         local.down()
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -100,7 +100,6 @@ def test_kill_9_removes_a_worker_within_5s_with_zero_failed_requests(two_workers
     loop = RequestLoop(f"{two_workers.config.gateway_url}/v1/ner", TEXT, max_requests=3000,
                        max_seconds=30).start()
     time.sleep(1.0)
-    killed = time.monotonic()
     os.killpg(victim.pid, signal.SIGKILL)
     gone = wait_for(lambda: not in_upstream(two_workers, victim.port), 5, "killed worker out of the upstream",
                     interval=0.02)
@@ -111,7 +110,6 @@ def test_kill_9_removes_a_worker_within_5s_with_zero_failed_requests(two_workers
     record_figure("kill9.to_out_of_upstream_s", gone)
     record_figure("kill9.failed_requests", len(loop.failures))
     record_figure("kill9.requests", len(loop.outcomes))
-    del killed
 
 
 def test_with_zero_workers_the_gateway_answers_json_503_fast_and_its_config_stays_valid(two_workers,

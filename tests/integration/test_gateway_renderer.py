@@ -179,10 +179,14 @@ def nginx_args(prefix: Path) -> list[str]:
     return ["-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
 
 
+RECOVERY_GRACE = 3.0  # shorter than the 15 s default, so the tests can see it end
+
+
 def renderer_argv(consul: ConsulAgent, prefix: Path, service: str, template: Path) -> list[str]:
     return [PYTHON, str(NGINX_TEMPLATE_DIR / "render_upstream.py"), "--consul", consul.http_addr,
             "--template", str(template), "--out", str(prefix / "upstream.conf"), "--service", service,
-            "--nginx-bin", NGINX_BIN, "--log-level", "DEBUG", "--nginx-prefix", str(prefix), "--nginx-conf", str(prefix / "nginx.conf")]
+            "--nginx-bin", NGINX_BIN, "--log-level", "DEBUG", "--nginx-prefix", str(prefix), "--nginx-conf", str(prefix / "nginx.conf"),
+            "--recovery-grace", str(RECOVERY_GRACE)]
 
 
 def start_gateway(consul: ConsulAgent, prefix: Path, template: Path) -> Gateway:
@@ -456,13 +460,29 @@ def test_consul_outage_keeps_the_last_good_upstream(private_consul, private_gate
     assert gateway.routes_to(backend)
 
 
-def test_renderer_follows_a_consul_that_restarted_without_its_state(private_consul, private_gateway, backends):
+def test_after_consul_lost_its_state_instances_are_kept_for_the_grace_then_dropped(private_consul,
+                                                                                    private_gateway, backends):
     gateway, backend = private_gateway, backends()
     add_backend(private_consul, gateway, backend)
+    restarted = time.monotonic()
     private_consul.restart()  # a dev agent comes back empty, with a lower index
-    wait_until(lambda: f":{backend.port} " not in gateway.upstream_text(), 15,
+    assert gateway.routes_to(backend)
+    wait_until(lambda: f":{backend.port} " not in gateway.upstream_text(), RECOVERY_GRACE + 10,
                describe="upstream follows the new agent", on_timeout=gateway.diagnostics)
+    assert time.monotonic() - restarted >= RECOVERY_GRACE - 0.5
+
+
+def test_an_instance_that_registers_again_within_the_grace_never_leaves_the_upstream(private_consul,
+                                                                                      private_gateway, backends):
+    gateway, backend = private_gateway, backends()
+    add_backend(private_consul, gateway, backend)
+    private_consul.restart()
     add_backend(private_consul, gateway, backend)  # what a worker's registrar does next
+    deadline = time.monotonic() + RECOVERY_GRACE + 2
+    while time.monotonic() < deadline:
+        assert f":{backend.port} " in gateway.upstream_text()
+        time.sleep(0.1)
+    assert gateway.routes_to(backend)
 
 
 def test_sigterm_stops_the_renderer_promptly(gateway):

@@ -97,6 +97,17 @@ def test_health_is_ok_when_the_model_answers_a_probe():
     assert result.json == {"status": "ok"}
 
 
+def test_health_for_this_instance_id_is_ok():
+    result = make_client(instance_id="ner-worker-a").simulate_get("/health", params={"id": "ner-worker-a"})
+    assert result.status_code == 200
+
+
+def test_health_for_another_instance_id_is_503_so_a_dead_instance_cannot_pass_on_its_successor():
+    result = make_client(instance_id="ner-worker-b").simulate_get("/health", params={"id": "ner-worker-a"})
+    assert result.status_code == 503
+    assert "another instance" in result.json["description"]
+
+
 def test_health_is_503_json_when_the_probe_fails():
     backend = FakeBackend()
     backend.fail_probe = True

@@ -131,7 +131,7 @@ class TestWhenReady:
         server = FakeArbiter([], sockname=("10.0.0.8", 9000))
         hooks.on_starting(server)
         hooks.when_ready(server)
-        assert consul.registrations[-1]["check"]["http"] == "http://10.0.0.8:9000/health"
+        assert consul.registrations[-1]["check"]["http"].startswith("http://10.0.0.8:9000/health?id=")
 
     def test_explicit_advertise_address_beats_the_bind_address(self, monkeypatch, fake_registrar,
                                                                consul: FakeConsul) -> None:

@@ -129,9 +129,14 @@ class TestRegistrationPayload:
                                                              consul: FakeConsul) -> None:
         registrar.register(8123)
         check = consul.registrations[-1]["check"]
-        assert check["http"] == "http://10.0.0.5:8123/health"
+        assert check["http"] == "http://10.0.0.5:8123/health?id=ner-worker-box1-0000abcd"
         assert (check["interval"], check["timeout"]) == ("1s", "2s")
         assert check["DeregisterCriticalServiceAfter"] == "1m"
+
+    def test_check_names_the_instance_so_a_successor_on_its_address_cannot_pass_it(
+            self, consul: FakeConsul) -> None:
+        Registrar(CONFIG, "ner-worker/odd id", client=consul).register(8000)
+        assert consul.registrations[-1]["check"]["http"].endswith("/health?id=ner-worker%2Fodd%20id")
 
     def test_tags_and_meta_carry_model_version_host_and_pid(self, registrar: Registrar,
                                                             consul: FakeConsul) -> None:
@@ -151,11 +156,11 @@ class TestRegistrationPayload:
     def test_address_given_at_registration_overrides_the_default(self, registrar: Registrar,
                                                                  consul: FakeConsul) -> None:
         registrar.register(8123, address="10.0.0.99")
-        assert consul.registrations[-1]["check"]["http"] == "http://10.0.0.99:8123/health"
+        assert consul.registrations[-1]["check"]["http"].startswith("http://10.0.0.99:8123/health?")
 
     def test_ipv6_advertise_address_is_bracketed_in_the_check_url(self, consul: FakeConsul) -> None:
         Registrar(replace(CONFIG, advertise_address="fd00::7"), "id-6", client=consul).register(8000)
-        assert consul.registrations[-1]["check"]["http"] == "http://[fd00::7]:8000/health"
+        assert consul.registrations[-1]["check"]["http"] == "http://[fd00::7]:8000/health?id=id-6"
 
     def test_is_skipped_without_an_advertise_address(self, consul: FakeConsul, monkeypatch) -> None:
         monkeypatch.setattr("registrar.registration.default_advertise_address", lambda h, p: None)
