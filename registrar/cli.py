@@ -7,13 +7,14 @@ import logging
 import os
 import sys
 from dataclasses import asdict, replace
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from registrar.client import build_client
 from registrar.config import ConfigError, RegistrarConfig, load_config
 from registrar.logs import ensure_logging
 from registrar.inventory import Instance, agent_for, find_instance, list_instances
 from registrar.registration import Registrar
+from registrar.workerstats import DEFAULT_TIMEOUT, UNKNOWN, WorkerStats, scrape_all
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -30,8 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="service name (default: NER_SERVICE_NAME or ner-worker)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    listing = commands.add_parser("list", help="table of instances: ID, address:port, health, model, node")
+    listing = commands.add_parser(
+        "list", help="table of instances: ID, address:port, health, model, in-flight and served "
+                     "requests (from each worker's /metrics, `?` when it does not answer), node")
     listing.add_argument("--json", action="store_true", help="one JSON object per instance instead")
+    listing.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                         help=f"how long to wait for each worker's /metrics (default {DEFAULT_TIMEOUT})")
 
     drain = commands.add_parser("drain", help="put an instance into maintenance so the gateway drops it")
     drain.add_argument("id", help="service instance ID (see `list`)")
@@ -54,12 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def print_table(instances: Sequence[Instance]) -> None:
-    header = ("ID", "ADDRESS", "STATUS", "MODEL", "NODE")
-    rows = [(i.id, i.endpoint, i.status, i.model_label, i.node) for i in instances]
+def print_table(instances: Sequence[Instance], stats: Mapping[str, WorkerStats] | None = None) -> None:
+    header = ("ID", "ADDRESS", "STATUS", "MODEL", "IN-FLIGHT", "SERVED", "NODE")
+    stats = stats or {}
+    rows = [(i.id, i.endpoint, i.status, i.model_label, *stats.get(i.id, UNKNOWN).cells(), i.node)
+            for i in instances]
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     for row in (header, *rows):
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def worker_stats(instances: Sequence[Instance], timeout: float = DEFAULT_TIMEOUT) -> dict[str, WorkerStats]:
+    """Each instance's live load from its own /metrics, all asked at once (ID -> stats)."""
+    return scrape_all({i.id: i.endpoint for i in instances}, timeout)
+
+
+def print_instances(instances: Sequence[Instance], timeout: float = DEFAULT_TIMEOUT) -> None:
+    """The operator's table, as `list` and `make status` show it."""
+    print_table(instances, worker_stats(instances, timeout))
 
 
 def _locate(config: RegistrarConfig, client: Any, service_id: str) -> tuple[Instance, Any] | None:
@@ -73,10 +90,11 @@ def _locate(config: RegistrarConfig, client: Any, service_id: str) -> tuple[Inst
 def cmd_list(config: RegistrarConfig, client: Any, args: argparse.Namespace) -> int:
     instances = list_instances(client, config.service_name)
     if args.json:
+        stats = worker_stats(instances, args.timeout)
         for instance in instances:
-            print(json.dumps(asdict(instance)))
+            print(json.dumps({**asdict(instance), **asdict(stats[instance.id])}))
     elif instances:
-        print_table(instances)
+        print_instances(instances, args.timeout)
     else:
         print(f"no {config.service_name} instances registered")
     return EXIT_OK

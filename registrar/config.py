@@ -36,7 +36,7 @@ class RegistrarConfig:
     advertise_address_explicit: bool = False
     advertise_port: int | None = None
     check_interval: str = "1s"
-    check_timeout: str = "2s"
+    check_timeout: str = "1s"
     deregister_after: str = "1m"
     drain_seconds: float = 3.0
     resync_seconds: float = 2.0
@@ -135,7 +135,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> RegistrarConfig:
         advertise_address_explicit=explicit_address is not None,
         advertise_port=_port(env, "NER_ADVERTISE_PORT"),
         check_interval=_duration(env, "NER_CHECK_INTERVAL", "1s"),
-        check_timeout=_duration(env, "NER_CHECK_TIMEOUT", "2s"),
+        check_timeout=_duration(env, "NER_CHECK_TIMEOUT", "1s"),
         deregister_after=_duration(env, "NER_DEREGISTER_AFTER", "1m"),
         drain_seconds=_seconds(env, "NER_DRAIN_SECONDS", 3.0, 0.0),
         resync_seconds=_seconds(env, "NER_RESYNC_SECONDS", 2.0, 0.05),

@@ -3,6 +3,11 @@
 Every process is started detached in its own session and recorded in `RUN_DIR/state.json`,
 so `up` can be run again to start only what is missing, and `down`/`scale` can find them.
 The same class drives `make up/down/scale/status` and the integration tests.
+
+Secured mode (`NER_SECURE=1`, `make up SECURE=1`; docs/SECURITY.md) runs Consul as a persistent
+single server with ACLs (default deny) and gossip encryption, hands every process the token of
+its role, and rate-limits the gateway more tightly. The mode is decided when Consul starts and
+recorded in RUN_DIR/mode, so `scale`, `status` and `down` follow a running cluster's mode.
 """
 from __future__ import annotations
 
@@ -24,6 +29,15 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVICE_NAME = "ner-worker"
 
+if str(REPO_ROOT) not in sys.path:  # scripts/cluster.py and the tests both import scripts.*
+    sys.path.insert(0, str(REPO_ROOT))
+
+from scripts.securemode import (RateLimit, SecretStore, ensure_acls, ensure_gossip_key,  # noqa: E402
+                                limits_snippet)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
 
 @dataclass(frozen=True)
 class ClusterConfig:
@@ -39,6 +53,15 @@ class ClusterConfig:
     consul_bin: Path
     nginx_bin: str
     drain_seconds: float
+    # Secured mode (docs/SECURITY.md); only read when Consul is (re)started by `up`.
+    secure: bool = False
+    # Gateway rate limit overrides ("" = the mode's default): NER_GATEWAY_RATE / NER_GATEWAY_BURST.
+    gateway_rate: str = ""
+    gateway_burst: str = ""
+
+    def rate_limit(self, secure: bool) -> RateLimit:
+        return RateLimit.from_env({"NER_GATEWAY_RATE": self.gateway_rate,
+                                   "NER_GATEWAY_BURST": self.gateway_burst}, secure)
 
     @property
     def gateway_url(self) -> str:
@@ -58,7 +81,10 @@ def load_config(environ: Mapping[str, str] = os.environ) -> ClusterConfig:
     """Read the local cluster's settings from the environment (all optional)."""
     gateway_host, gateway_port = _split_listen(environ.get("NER_GATEWAY_LISTEN", "127.0.0.1:8080"))
     nginx = environ.get("NER_NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
-    return ClusterConfig(
+    secure_text = environ.get("NER_SECURE", "").strip().lower()
+    if secure_text not in _TRUE | _FALSE:
+        raise ValueError(f"NER_SECURE={secure_text!r}: expected 1 or 0")
+    config = ClusterConfig(
         run_dir=Path(environ.get("NER_RUN_DIR", REPO_ROOT / ".run")).resolve(),
         gateway_host=gateway_host,
         gateway_port=gateway_port,
@@ -69,7 +95,12 @@ def load_config(environ: Mapping[str, str] = os.environ) -> ClusterConfig:
         consul_bin=Path(environ.get("NER_CONSUL_BIN", REPO_ROOT / ".local/bin/consul")),
         nginx_bin=nginx,
         drain_seconds=float(environ.get("NER_DRAIN_SECONDS", "3")),
+        secure=secure_text in _TRUE,
+        gateway_rate=environ.get("NER_GATEWAY_RATE", "").strip(),
+        gateway_burst=environ.get("NER_GATEWAY_BURST", "").strip(),
     )
+    config.rate_limit(config.secure)  # a bad NER_GATEWAY_RATE/BURST fails here, before anything starts
+    return config
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -154,6 +185,44 @@ class LocalCluster:
         """Recorded processes that are still running."""
         return {name: proc for name, proc in self.load_state().items() if proc.alive()}
 
+    # ---- secured mode -----------------------------------------------------------------------
+    @property
+    def mode_path(self) -> Path:
+        return self.config.run_dir / "mode"
+
+    @property
+    def secure(self) -> bool:
+        """The mode of the Consul this run directory started last; config.secure before any start."""
+        try:
+            return self.mode_path.read_text().strip() == "secure"
+        except FileNotFoundError:
+            return self.config.secure
+
+    def _set_mode(self, secure: bool) -> None:
+        self.config.run_dir.mkdir(parents=True, exist_ok=True)
+        self.mode_path.write_text("secure\n" if secure else "normal\n")
+
+    def secrets(self) -> SecretStore:
+        """RUN_DIR/secrets: 0700 directory, one 0600 file per secret (docs/SECURITY.md)."""
+        return SecretStore(self.config.run_dir / "secrets")
+
+    def token(self, role: str) -> str | None:
+        """The Consul token of a role (worker, gateway, agent, operator) in secure mode, else None."""
+        if not self.secure:
+            return None
+        secret = self.secrets().token(role)
+        if not secret:
+            raise RuntimeError(f"secure mode, but no {role} token in {self.secrets().path}: run `up` again")
+        return secret
+
+    def _token_env(self, role: str) -> dict[str, str]:
+        secret = self.token(role)
+        return {"CONSUL_HTTP_TOKEN": secret} if secret else {}
+
+    def _consul_headers(self, role: str = "gateway") -> dict[str, str]:
+        secret = self.token(role)
+        return {"X-Consul-Token": secret} if secret else {}
+
     def workers(self) -> dict[str, Proc]:
         """Running workers, by name (worker-1, worker-2, ...)."""
         return {n: p for n, p in sorted(self.live().items(), key=lambda kv: _worker_index(kv[0]))
@@ -189,7 +258,11 @@ class LocalCluster:
             raise TimeoutError(f"{error}\n{self._log_tail(proc)}") from None
 
     def start_consul(self) -> Proc:
-        """A single-node Consul agent (dev mode: server, UI, state kept in memory)."""
+        """A single-node Consul agent (dev mode: server, UI, state kept in memory).
+
+        In secure mode a persistent single server instead (ACL state must survive restarts):
+        data in RUN_DIR/consul-data, ACLs bootstrapped at the first start (docs/SECURITY.md).
+        """
         cfg = self.config
         try:  # a just-killed agent's threads can hold the port for a moment after it dies
             wait_for(lambda: port_is_free(cfg.consul_http_port), 5, "the Consul port")
@@ -199,12 +272,38 @@ class LocalCluster:
                  "serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()}
         override = cfg.run_dir / "consul-ports.json"
         override.parent.mkdir(parents=True, exist_ok=True)
+        if self.secure:
+            return self._start_secure_consul(ports, override)
         override.write_text(json.dumps({"ports": ports}))
         argv = [str(cfg.consul_bin), "agent", "-dev", "-ui",
                 f"-config-file={REPO_ROOT / 'consul' / 'local.json'}", f"-config-file={override}"]
         proc = self._spawn("consul", argv, port=cfg.consul_http_port)
         took = self._wait_started(proc, self.consul_has_leader, 30, "Consul leader")
         self.say(f"consul: up in {took:.1f}s, UI at {cfg.consul_url}/ui/")
+        return proc
+
+    def _start_secure_consul(self, ports: dict, override: Path) -> Proc:
+        """Persistent single server + ACLs + gossip key; then make sure every role has its token."""
+        cfg = self.config
+        started = time.monotonic()
+        store = self.secrets()
+        store.ensure_dir()
+        gossip = ensure_gossip_key(store, cfg.consul_bin)
+        data_dir = cfg.run_dir / "consul-data"
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # raft_multiplier 1: elections in ~1 s instead of ~5 s (also what production should use).
+        override.write_text(json.dumps({"ports": ports, "performance": {"raft_multiplier": 1}}))
+        argv = [str(cfg.consul_bin), "agent", "-server", "-bootstrap-expect=1", f"-data-dir={data_dir}", "-ui",
+                f"-config-file={REPO_ROOT / 'consul' / 'local.json'}",
+                f"-config-file={REPO_ROOT / 'consul' / 'secure.hcl'}",
+                f"-config-file={gossip}", f"-config-file={override}"]
+        proc = self._spawn("consul", argv, port=cfg.consul_http_port)
+        self._wait_started(proc, self.consul_has_leader, 30, "Consul leader")
+        setup = ensure_acls(f"127.0.0.1:{cfg.consul_http_port}", store, SERVICE_NAME, say=self.say)
+        took = time.monotonic() - started
+        what = "ACLs bootstrapped" if setup.bootstrapped else "ACLs in place"
+        self.say(f"consul: up in {took:.1f}s (secure: {what}, default deny, gossip encrypted), "
+                 f"UI at {cfg.consul_url}/ui/ (log in with {store.file('operator.token')})")
         return proc
 
     def consul_has_leader(self) -> bool:
@@ -232,9 +331,10 @@ class LocalCluster:
             "CONSUL_HTTP_ADDR": f"127.0.0.1:{cfg.consul_http_port}",
             "NER_DRAIN_SECONDS": str(cfg.drain_seconds),
             "PROMETHEUS_MULTIPROC_DIR": str(cfg.run_dir / "metrics" / name),
+            **self._token_env("worker"),
         }
         argv = [str(cfg.python), "-m", "gunicorn", "-c", str(REPO_ROOT / "worker/gunicorn.conf.py"),
-                "--name", f"ner-{name}", "worker.app:get_app()"]
+                "--name", f"ner-{name}", "--pid", str(cfg.run_dir / f"{name}.pid"), "worker.app:get_app()"]
         return self._spawn(name, argv, env=env, port=port)
 
     def nginx_dir(self) -> Path:
@@ -254,23 +354,39 @@ class LocalCluster:
             LISTEN=f"{self.config.gateway_host}:{self.config.gateway_port}",
             UPSTREAM_CONF=str(prefix / "upstream.conf"),
         ))
+        self.write_limits()
+
+    def write_limits(self) -> None:
+        """PREFIX/limits.d/rate.conf, the per-client rate limit nginx.conf.tmpl includes (if any)."""
+        secure = self.secure
+        snippet = limits_snippet(self.config.rate_limit(secure), "secure" if secure else "normal")
+        path = self.nginx_dir() / "limits.d" / "rate.conf"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if snippet is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(snippet)
 
     def renderer_argv(self, once: bool = False) -> tuple[str, list[str]]:
-        """consul-template when it is on PATH, our renderer otherwise; the same template either way."""
+        """consul-template when it is on PATH, our renderer otherwise; the same template either way.
+
+        once=True renders a single time without reloading: nginx is not running yet.
+        """
         cfg, prefix = self.config, self.nginx_dir()
         template = REPO_ROOT / "nginx-template" / "upstream.ctmpl"
         out = prefix / "upstream.conf"
         consul_template = shutil.which("consul-template")
         if consul_template:
-            reload_cmd = f"{REPO_ROOT / 'nginx-template' / 'reload-nginx.sh'} {' '.join(self.nginx_args()[:4])}"
+            reload_cmd = f"{REPO_ROOT / 'nginx-template' / 'reload-nginx.sh'} {prefix} {prefix / 'nginx.conf'} {out}"
+            spec = f"{template}:{out}" if once else f"{template}:{out}:{reload_cmd}"
             argv = [consul_template, f"-consul-addr=127.0.0.1:{cfg.consul_http_port}", "-wait=200ms:2s",
-                    f"-template={template}:{out}:{reload_cmd}"] + (["-once"] if once else [])
-            return "consul-template", argv
+                    f"-template={spec}"]
+            return "consul-template", argv + (["-once"] if once else [])
         argv = [str(cfg.python), str(REPO_ROOT / "nginx-template" / "render_upstream.py"),
                 "--consul", f"127.0.0.1:{cfg.consul_http_port}", "--template", str(template),
                 "--out", str(out), "--nginx-bin", cfg.nginx_bin,
                 "--nginx-prefix", str(prefix), "--nginx-conf", str(prefix / "nginx.conf")]
-        return "project renderer (consul-template not on PATH)", argv + (["--once"] if once else [])
+        return "project renderer (consul-template not on PATH)", argv + (["--once", "--no-reload"] if once else [])
 
     def start_gateway(self) -> list[Proc]:
         """Render the upstream once, start nginx, then keep the upstream live with the renderer."""
@@ -278,13 +394,14 @@ class LocalCluster:
         if not port_is_free(cfg.gateway_port, cfg.gateway_host):
             raise RuntimeError(f"port {cfg.gateway_port} is taken: set NER_GATEWAY_LISTEN")
         self.write_nginx_conf()
-        kind, once = self.renderer_argv(once=True)
-        subprocess.run(once + ["--no-reload"] if "render_upstream" in once[1] else once, check=True,
-                       cwd=REPO_ROOT, capture_output=True, timeout=30)
+        _, once = self.renderer_argv(once=True)
+        token_env = self._token_env("gateway")
+        subprocess.run(once, check=True,
+                       cwd=REPO_ROOT, capture_output=True, timeout=30, env={**os.environ, **token_env})
         nginx = self._spawn("nginx", [cfg.nginx_bin, *self.nginx_args()], port=cfg.gateway_port)
         self._wait_started(nginx, self.gateway_alive, 15, "nginx gateway")
         kind, argv = self.renderer_argv()
-        renderer = self._spawn("renderer", argv)
+        renderer = self._spawn("renderer", argv, env=token_env)
         self.say(f"gateway: nginx at {cfg.gateway_url}, upstream kept by {kind}")
         return [nginx, renderer]
 
@@ -295,7 +412,7 @@ class LocalCluster:
     def passing(self) -> list[dict]:
         """Healthy ner-worker instances as Consul reports them."""
         response = requests.get(f"{self.config.consul_url}/v1/health/service/{SERVICE_NAME}",
-                                params={"passing": "1"}, timeout=5)
+                                params={"passing": "1"}, headers=self._consul_headers(), timeout=5)
         response.raise_for_status()
         return [entry["Service"] for entry in response.json()]
 
@@ -318,8 +435,8 @@ class LocalCluster:
         return wait_for(served, timeout, "a request to succeed through the gateway")
 
     def print_status(self) -> None:
-        """The local processes, then every worker as Consul sees it (ID, address, health, model)."""
-        from registrar.cli import print_table
+        """The local processes, then every worker as Consul sees it and as its /metrics reports its load."""
+        from registrar.cli import print_instances
         from registrar.client import build_client
         from registrar.config import load_config as registrar_config
         from registrar.inventory import list_instances
@@ -333,15 +450,19 @@ class LocalCluster:
         if "consul" not in live:
             return
         print()
-        config = registrar_config({"CONSUL_HTTP_ADDR": f"127.0.0.1:{self.config.consul_http_port}"})
-        print_table(list_instances(build_client(config), SERVICE_NAME))
+        config = registrar_config({"CONSUL_HTTP_ADDR": f"127.0.0.1:{self.config.consul_http_port}",
+                                   **self._token_env("operator")})
+        print_instances(list_instances(build_client(config), SERVICE_NAME))
 
     def up(self, workers: int = 2) -> None:
         """Start whatever is missing, then wait until requests succeed through the gateway."""
         self.config.run_dir.mkdir(parents=True, exist_ok=True)
         live = self.live()
         if "consul" not in live:
+            self._set_mode(self.config.secure)
             self.start_consul()
+        elif self.config.secure and not self.secure:
+            raise RuntimeError("the running cluster is not in secure mode: `make down` first")
         if "nginx" not in live or "renderer" not in live:
             for name in ("renderer", "nginx"):
                 if name in live:
@@ -358,6 +479,10 @@ class LocalCluster:
             self.wait_gateway_serving()
         self.say(f"gateway:   {self.config.gateway_url}  (POST /v1/ner, page at /)")
         self.say(f"consul UI: {self.config.consul_url}/ui/")
+        if self.secure:
+            operator = self.secrets().file("operator.token")
+            self.say(f"secure mode: ACLs default deny; the UI and `python -m registrar` need the operator "
+                     f"token: CONSUL_HTTP_TOKEN=$(cat {operator})")
 
     def scale(self, count: int) -> None:
         """Grow or shrink to count workers without touching the others."""
@@ -373,6 +498,8 @@ class LocalCluster:
             self.say(f"draining {', '.join(p.name for p in extra)}")
             self._stop(extra)
         took = self.wait_workers_passing(count)
+        if count:
+            self.wait_gateway_serving()
         self.say(f"workers: {count} passing after {took:.1f}s")
 
     def _stop(self, procs: list[Proc], timeout: float | None = None) -> None:

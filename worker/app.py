@@ -11,6 +11,7 @@ from worker.config import WorkerConfig, load_config
 from worker.errors import install_error_handling
 from worker.logs import RequestContextMiddleware, configure_logging
 from worker.metrics import Metrics, MetricsMiddleware, MetricsResource
+from worker.openapi import OpenApiResource, build_openapi
 from worker.resources import (HealthResource, IndexResource, NerResource, PredictResource,
                               Predictor)
 
@@ -19,14 +20,18 @@ log = logging.getLogger("worker.app")
 INDEX_PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 
 
-def create_app(backend: NerBackend, config: WorkerConfig) -> falcon.App:
-    """Wire resources to a ready backend; everything it needs is passed in, so tests can fake it."""
-    metrics = Metrics(config.metrics_dir)
-    app = falcon.App(middleware=[
-        # First in, last out: its response hook sees the final status, including errors.
-        RequestContextMiddleware(config.instance_id),
-        MetricsMiddleware(metrics),
-    ])
+def create_app(backend: NerBackend, config: WorkerConfig, *, with_metrics: bool = True) -> falcon.App:
+    """Wire resources to a ready backend; everything it needs is passed in, so tests can fake it.
+
+    with_metrics=False leaves out the metrics middleware, counters and /metrics, so the cost of
+    metrics can be measured against an otherwise identical app (bench/metrics_overhead.py).
+    """
+    metrics = Metrics(config.metrics_dir) if with_metrics else None
+    middleware: list[object] = [RequestContextMiddleware(config.instance_id)]
+    if metrics is not None:
+        # After the request context: first in, last out, so it sees the final status, errors included.
+        middleware.append(MetricsMiddleware(metrics))
+    app = falcon.App(middleware=middleware)
     install_error_handling(app)
 
     predictor = Predictor(backend, metrics, config.max_inflight)
@@ -35,9 +40,12 @@ def create_app(backend: NerBackend, config: WorkerConfig) -> falcon.App:
     app.add_route("/predict", PredictResource(predictor, config.max_body_bytes,
                                               config.max_text_chars))
     app.add_route("/health", HealthResource(backend, config.health_cache_seconds,
-                                              instance_id=config.instance_id))
-    app.add_route("/metrics", MetricsResource(metrics))
+                                              instance_id=config.instance_id,
+                                              saturated=predictor.saturated))
+    if metrics is not None:
+        app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/", IndexResource(INDEX_PAGE))
+    app.add_route("/openapi.json", OpenApiResource(build_openapi(config)))
     return app
 
 

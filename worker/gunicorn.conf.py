@@ -78,6 +78,10 @@ keepalive = 75
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
 
+# gunicorn's control socket has one default path per user: several instances on one
+# host (local mode, tests) would fight over it. Operators use signals and Consul instead.
+control_socket_disable = True
+
 # The app logs one structured line per request; gunicorn's access log would duplicate it.
 accesslog = None
 errorlog = "-"

@@ -124,26 +124,40 @@ def _json_type(value: Any) -> str:
 class Predictor:
     """Runs the backend with a bound on concurrent inference, so a busy process answers 429 fast."""
 
-    def __init__(self, backend: NerBackend, metrics: Metrics, max_inflight: int) -> None:
+    def __init__(self, backend: NerBackend, metrics: Metrics | None, max_inflight: int,
+                 saturation_seconds: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._backend = backend
         self._metrics = metrics
         self._slots = threading.BoundedSemaphore(max_inflight)
+        self._saturation_seconds = saturation_seconds
+        self._clock = clock
+        self._refused_at: float | None = None
         self.model = f"{backend.name}@{backend.version}"
 
+    def saturated(self) -> bool:
+        """Refused work recently: one refusal keeps it so for a while, so health does not flap per request."""
+        refused_at = self._refused_at
+        return refused_at is not None and self._clock() - refused_at < self._saturation_seconds
+
     def predict(self, texts: list[str]) -> list[list[Entity]]:
-        self._metrics.observe_texts(texts)
+        if self._metrics is not None:
+            self._metrics.observe_texts(texts)
         # Blank texts have no entities; some tokenizers crash on them, so they never reach the model.
         todo = [i for i, text in enumerate(texts) if text.strip()]
         results: list[list[Entity]] = [[] for _ in texts]
         if not todo:
             return results
         if not self._slots.acquire(blocking=False):
-            self._metrics.overloaded.inc()
+            self._refused_at = self._clock()
+            if self._metrics is not None:
+                self._metrics.overloaded.inc()
             raise Overloaded("all inference slots of this worker are busy; retry shortly")
         try:
             started = time.perf_counter()
             predicted = self._backend.predict_batch([texts[i] for i in todo])
-            self._metrics.observe_inference(len(todo), time.perf_counter() - started)
+            if self._metrics is not None:
+                self._metrics.observe_inference(len(todo), time.perf_counter() - started)
         finally:
             self._slots.release()
         if len(predicted) != len(todo):
@@ -205,12 +219,18 @@ class PredictResource:
 
 
 class HealthResource:
-    """GET /health: readiness for Consul, with a static body so check output never changes."""
+    """GET /health: readiness for Consul, with a static body so check output never changes.
+
+    200 ready, 429 ready but shedding load (Consul "warning": the gateway gives it less
+    weight), 503 not ready. Each outcome has one fixed body.
+    """
 
     def __init__(self, backend: NerBackend, cache_seconds: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic, instance_id: str = "") -> None:
+                 clock: Callable[[], float] = time.monotonic, instance_id: str = "",
+                 saturated: Callable[[], bool] = lambda: False) -> None:
         self._backend = backend
         self._instance_id = instance_id
+        self._saturated = saturated
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._lock = threading.Lock()
@@ -242,6 +262,8 @@ class HealthResource:
             raise NotReady("this address serves another instance")
         if not self.is_healthy():
             raise NotReady("the model cannot predict right now")
+        if self._saturated():
+            raise Overloaded("this worker is refusing inference: all its slots are busy")
         resp.media = {"status": "ok"}
         resp.cache_control = ["no-store"]
 

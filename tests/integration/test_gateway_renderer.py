@@ -346,7 +346,7 @@ def test_zero_backends_get_a_fast_json_503_and_the_config_passes_nginx_t(gateway
 
 def test_candidate_failing_nginx_t_is_refused_and_last_good_kept(consul, gateway_factory, backends, tmp_path):
     broken = tmp_path / "broken.ctmpl"
-    broken.write_text((NGINX_TEMPLATE_DIR / "upstream.ctmpl").read_text().replace("max_fails=2", "max_fails=oops"))
+    broken.write_text((NGINX_TEMPLATE_DIR / "upstream.ctmpl").read_text().replace("max_fails=0", "max_fails=oops"))
     gateway = gateway_factory(broken)
     good = gateway.upstream_text()
     register(consul, gateway.service, backends())

@@ -173,7 +173,9 @@ def test_page_is_html():
 def test_page_has_no_external_references():
     page = make_client().simulate_get("/").text
     assert not re.search(r"https?://", page)
-    assert not re.search(r"\b(src|href)\s*=", page)  # no scripts, styles or fonts to fetch
+    assert not re.search(r"\bsrc\s*=|<link\b", page)  # no scripts, styles or fonts to fetch
+    # Links only to this service's own paths ("/openapi.json"), never to another host.
+    assert all(re.fullmatch(r"/[^/].*", href) for href in re.findall(r'\bhref\s*=\s*"([^"]*)"', page))
 
 
 def test_page_shows_worker_id_and_a_legend_for_each_type():

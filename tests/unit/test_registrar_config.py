@@ -103,7 +103,7 @@ class TestLoadConfig:
         assert config.service_name == "ner-worker"
         assert config.advertise_address == "127.0.0.1"
         assert config.advertise_port is None
-        assert (config.check_interval, config.check_timeout) == ("1s", "2s")
+        assert (config.check_interval, config.check_timeout) == ("1s", "1s")
         assert config.deregister_after == "1m"
         assert (config.drain_seconds, config.resync_seconds) == (3.0, 2.0)
         assert config.token == ""

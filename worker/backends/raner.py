@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from worker.backends.base import BackendError
-from worker.chunking import Chunk, merge_chunk_entities, split_text
+from worker.backends.spans import TYPE_ALIASES, assemble, canonical_type, plan_chunks, raw_offsets
 from worker.entities import Entity
 from worker.modelinfo import WEIGHTS_FILE, weights_version
 from worker.textnorm import TextNormalizer
+
+__all__ = ["PROBE_TEXT", "TYPE_ALIASES", "RanerBackend", "canonical_type"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,17 +29,6 @@ logger = logging.getLogger(__name__)
 Pipeline = Callable[..., Any]
 
 PROBE_TEXT = "新华社北京电，国务院总理李强在人民大会堂会见了联合国秘书长。"
-# Label names other tag sets use for the same three entity types (MSRA uses NR/NS/NT).
-TYPE_ALIASES = {
-    "PER": "PER", "PERSON": "PER", "NR": "PER", "PEOPLE": "PER",
-    "LOC": "LOC", "LOCATION": "LOC", "NS": "LOC", "GPE": "LOC",
-    "ORG": "ORG", "ORGANIZATION": "ORG", "NT": "ORG",
-}  # fmt: skip
-
-
-def canonical_type(label: object) -> str | None:
-    """PER/LOC/ORG for a model's label name, None for types the service does not report."""
-    return TYPE_ALIASES.get(str(label).strip().upper())
 
 
 class RanerBackend:
@@ -133,29 +124,10 @@ class RanerBackend:
 
     def predict_batch(self, texts: list[str]) -> list[list[Entity]]:
         """Entities for each text, in input order; offsets and spans always match the text."""
-        jobs: list[tuple[int, Chunk, str]] = []
-        chunks_of: list[list[Chunk]] = []
-        for index, text in enumerate(texts):
-            chunks = split_text(text, self._max_chars, self._overlap)
-            chunks_of.append(chunks)
-            for chunk in chunks:
-                normalized = self._normalize(chunk.text)
-                if normalized.strip():  # the pipeline raises on whitespace-only text
-                    jobs.append((index, chunk, normalized))
-
+        plan = plan_chunks(texts, self._max_chars, self._overlap, self._normalize)
         with self._lock:
-            outputs = self._run([normalized for _, _, normalized in jobs])
-
-        found: dict[tuple[int, int], list[Entity]] = {}
-        for (index, chunk, normalized), raw in zip(jobs, outputs):
-            found[(index, chunk.start)] = self._to_entities(raw, chunk, normalized, texts[index])
-        return [
-            merge_chunk_entities(
-                ((chunk, found.get((index, chunk.start), [])) for chunk in chunks_of[index]),
-                len(texts[index]),
-            )
-            for index in range(len(texts))
-        ]
+            outputs = self._run([job.normalized for job in plan.jobs])
+        return assemble(plan, outputs)
 
     def probe(self) -> None:
         """Raise BackendError unless the model predicts on a known sentence."""
@@ -218,53 +190,11 @@ class RanerBackend:
         middle = len(text) // 2
         left = self._predict_robust(text[:middle]) if text[:middle].strip() else []
         right = self._predict_robust(text[middle:]) if text[middle:].strip() else []
-        return left + [_shifted(item, middle) for item in right if _offsets(item) is not None]
-
-    def _to_entities(self, raw: list[dict], chunk: Chunk, normalized: str, text: str) -> list[Entity]:
-        """Checked entities in the original text's offsets, spans cut from the original text."""
-        entities = []
-        for item in raw:
-            if not isinstance(item, dict):
-                continue
-            entity_type = canonical_type(item.get("type"))
-            offsets = _offsets(item)
-            if entity_type is None or offsets is None:
-                continue
-            start, end = offsets
-            if not 0 <= start < end <= len(normalized):
-                logger.warning(
-                    "dropping entity with offsets %d:%d outside a %d-char chunk", start, end, len(normalized)
-                )
-                continue
-            if "span" in item and item["span"] != normalized[start:end]:
-                logger.warning("dropping entity whose span does not match its offsets")
-                continue
-            # Spaces stand in for control characters; an entity never starts or ends on one.
-            while start < end and normalized[start].isspace():
-                start += 1
-            while end > start and normalized[end - 1].isspace():
-                end -= 1
-            if start == end:
-                continue
-            start, end = chunk.start + start, chunk.start + end
-            entities.append(Entity(entity_type, start, end, text[start:end]))
-        return entities
-
-
-def _offsets(item: dict) -> tuple[int, int] | None:
-    """Integer (start, end) of a raw pipeline entity, or None if they are not integers."""
-    try:
-        start, end = item["start"], item["end"]
-        if int(start) != start or int(end) != end:
-            return None
-        return int(start), int(end)
-    except (KeyError, TypeError, ValueError, OverflowError):
-        return None
-
+        return left + [_shifted(item, middle) for item in right if raw_offsets(item) is not None]
 
 def _shifted(item: dict, by: int) -> dict:
     """A raw entity of a text's right part, in offsets of the whole text."""
-    start, end = _offsets(item)
+    start, end = raw_offsets(item)
     return {**item, "start": start + by, "end": end + by}
 
 

@@ -1,0 +1,259 @@
+"""Secured mode end to end: a real Consul 1.8.7 server with ACLs (default deny) and gossip
+encryption, started by LocalCluster in secure mode, real nginx, real gunicorn workers.
+
+One secure cluster for the module (1 worker, scaled to 2 and back): CPU stays modest.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+from scripts.localcluster import REPO_ROOT, LocalCluster, wait_for
+from scripts.securemode import SecretStore, ensure_acls
+from tests.integration.conftest import cluster_config, world_readable_dir
+
+TEXT = {"text": "张三在北京的清华大学工作。"}
+RATE, BURST = "5r/s", 10
+
+
+@pytest.fixture(scope="module")
+def secure() -> Iterator[tuple[LocalCluster, list[str]]]:
+    """A secure-mode cluster with one worker and a tight gateway rate limit; its messages."""
+    run_dir = world_readable_dir("ner-secure-")
+    said: list[str] = []
+    config = replace(cluster_config(run_dir), secure=True, gateway_rate=RATE, gateway_burst=str(BURST))
+    local = LocalCluster(config, say=said.append)
+    started = time.monotonic()
+    try:
+        local.up(1)
+        said.append(f"[test] secure up with 1 worker took {time.monotonic() - started:.1f}s")
+        yield local, said
+    finally:
+        local.down()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def consul(cluster: LocalCluster, method: str, path: str, token: str | None = None,
+           body: object = None) -> requests.Response:
+    headers = {"X-Consul-Token": token} if token else {}
+    return requests.request(method, cluster.config.consul_url + path, headers=headers, timeout=5,
+                            data=None if body is None else json.dumps(body))
+
+
+def worker_ids(cluster: LocalCluster) -> set[str]:
+    """Service IDs the agent holds, as the operator sees them."""
+    return set(consul(cluster, "GET", "/v1/agent/services", cluster.token("operator")).json())
+
+
+def wait_not_rate_limited(cluster: LocalCluster) -> None:
+    """The test client's bucket refills (BURST at RATE takes 2 s) before other tests use the gateway."""
+    url = f"{cluster.config.gateway_url}/v1/ner"
+    wait_for(lambda: requests.post(url, json=TEXT, timeout=5).status_code != 429, 10, "rate limit to clear",
+             interval=0.5)
+    time.sleep(BURST / 5)
+
+
+def test_secure_mode_runs_a_persistent_server_with_acls_and_gossip_encryption(secure, record_figure):
+    cluster, said = secure
+    assert cluster.secure
+    argv = Path(f"/proc/{cluster.live()['consul'].pid}/cmdline").read_bytes().split(b"\0")
+    assert b"-server" in argv and b"-dev" not in argv
+    assert any(a.endswith(b"consul/secure.hcl") for a in argv)
+    config = consul(cluster, "GET", "/v1/agent/self", cluster.token("operator")).json()
+    assert config["Config"]["Server"] is True
+    assert config["DebugConfig"]["ACLDefaultPolicy"] == "deny"
+    assert config["DebugConfig"]["ACLsEnabled"] is True
+    assert config["DebugConfig"]["ClientAddrs"] == ["127.0.0.1"]  # HTTP API and UI on loopback only
+    assert consul(cluster, "GET", "/v1/agent/self").status_code == 403
+    assert "Gossip: true" in Path(cluster.live()["consul"].log).read_text()
+    up = next(m for m in said if m.startswith("consul: up in"))
+    record_figure("secure.consul_up_with_acl_bootstrap_s", float(up.split()[3].rstrip("s")))
+
+
+def test_anonymous_or_wrong_tokens_can_neither_register_deregister_nor_read_tokens(secure):
+    cluster, _ = secure
+    victim = next(iter(worker_ids(cluster)))
+    wrong = str(uuid.uuid4())
+    definition = {"Name": "ner-worker", "ID": "intruder-1", "Address": "127.0.0.1", "Port": 9}
+    for token in (None, wrong, cluster.token("gateway")):
+        register = consul(cluster, "PUT", "/v1/agent/service/register", token, definition)
+        assert register.status_code == 403, register.text
+        catalog = consul(cluster, "PUT", "/v1/catalog/register", token,
+                         {"Node": "ner-local", "Address": "127.0.0.1", "Service": definition})
+        assert catalog.status_code == 403, catalog.text
+        deregister = consul(cluster, "PUT", f"/v1/agent/service/deregister/{victim}", token)
+        assert deregister.status_code == 403, deregister.text
+        maintenance = consul(cluster, "PUT", f"/v1/agent/service/maintenance/{victim}?enable=true", token)
+        assert maintenance.status_code == 403, maintenance.text
+    for token in (None, wrong, cluster.token("gateway"), cluster.token("worker")):
+        listing = consul(cluster, "GET", "/v1/acl/tokens", token)
+        assert listing.status_code == 403, listing.text
+        assert "SecretID" not in listing.text
+    # Permission denied names the missing grant; an unknown token is refused outright.
+    assert "Permission denied" in consul(cluster, "PUT", "/v1/agent/service/register", None, definition).text
+    assert "ACL not found" in consul(cluster, "PUT", "/v1/agent/service/register", wrong, definition).text
+    # A worker's token is for its own service name only.
+    other = consul(cluster, "PUT", "/v1/agent/service/register", cluster.token("worker"),
+                   {**definition, "Name": "other-service"})
+    assert other.status_code == 403
+    # Nothing changed, and anonymous reads see nothing at all.
+    assert victim in worker_ids(cluster) and "intruder-1" not in worker_ids(cluster)
+    assert consul(cluster, "GET", "/v1/health/service/ner-worker").json() == []
+    assert consul(cluster, "GET", "/v1/agent/services").json() == {}
+
+
+def test_workers_with_their_token_register_pass_drain_and_deregister_and_the_renderer_follows(secure):
+    cluster, _ = secure
+    upstream = cluster.nginx_dir() / "upstream.conf"
+    before = worker_ids(cluster)
+    cluster.scale(2)  # waits until 2 workers pass in Consul
+    new = worker_ids(cluster) - before
+    assert len(new) == 1
+    ports = {proc.port for proc in cluster.workers().values()}
+    wait_for(lambda: all(f":{port} " in upstream.read_text() for port in ports), 10,
+             "both workers in the upstream (renderer, read token)")
+    served = set()
+    for _ in range(8):
+        response = requests.post(f"{cluster.config.gateway_url}/v1/ner", json=TEXT, timeout=10)
+        assert response.status_code == 200, response.text
+        served.add(response.headers["X-Worker-Id"])
+    assert new <= served
+
+    leaving = cluster.workers()["worker-2"]
+    cluster.scale(1)  # SIGTERM: maintenance, drain, deregister, with the worker token
+    assert not leaving.alive()
+    assert worker_ids(cluster) == before
+    wait_for(lambda: f":{leaving.port} " not in upstream.read_text(), 10, "drained worker out of the upstream")
+    log = Path(leaving.log).read_text()
+    for event in ("registrar.registered", "registrar.maintenance", "registrar.drained",
+                  "registrar.deregistered"):
+        assert event in log, f"{event} missing from {leaving.log}"
+    assert "registrar.consul_error" not in log and "Permission denied" not in log
+    renderer_log = Path(cluster.live()["renderer"].log).read_text()
+    assert "403" not in renderer_log and "Permission denied" not in renderer_log
+
+
+def test_the_rate_limit_answers_json_429_with_retry_after_past_its_burst(secure, record_figure):
+    cluster, _ = secure
+    url = f"{cluster.config.gateway_url}/v1/ner"
+    wait_not_rate_limited(cluster)
+    statuses, limited = [], None
+    for _ in range(100):  # bounded; cheap GETs (the worker answers 405) until the limit bites
+        response = requests.get(url, timeout=5)
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            limited = response
+            break
+    assert limited is not None, statuses
+    assert BURST <= len(statuses) - 1 <= BURST + 5, statuses  # burst answered at once, then 429
+    assert limited.headers["Content-Type"].startswith("application/json")
+    assert limited.headers["Retry-After"] == "1"
+    assert limited.headers["X-Request-Id"]
+    assert set(limited.json()) == {"title", "description"}
+    assert limited.json()["title"].startswith("429")
+    # The gateway's own health URL is never limited, even for a client that is.
+    assert requests.get(url, timeout=5).status_code == 429
+    assert all(requests.get(f"{cluster.config.gateway_url}/gateway/health", timeout=5).status_code == 200
+               for _ in range(20))
+    waited = wait_for(lambda: requests.get(url, timeout=5).status_code != 429, 5, "served again",
+                      interval=0.05)
+    record_figure("secure.rate_limit_requests_before_429", len(statuses) - 1)
+    record_figure("secure.rate_limit_served_again_after_s", waited)
+    error_log = (cluster.nginx_dir() / "error.log").read_text()
+    assert "limiting requests" in error_log
+    wait_not_rate_limited(cluster)
+
+
+def test_consul_restart_keeps_acl_state_and_tokens(secure, record_figure):
+    cluster, said = secure
+    store = cluster.secrets()
+    tokens = {role: store.token(role) for role in ("bootstrap", "worker", "gateway", "agent", "operator")}
+    ids = worker_ids(cluster)
+    proc = cluster.live()["consul"]
+    os.kill(proc.pid, signal.SIGTERM)
+    wait_for(lambda: not proc.alive(), 15, "consul to stop")
+    started = time.monotonic()
+    cluster.start_consul()
+    record_figure("secure.consul_restart_s", time.monotonic() - started)
+    assert {role: store.token(role) for role in tokens} == tokens
+    assert "ACLs in place" in said[-1]
+    again = ensure_acls(f"127.0.0.1:{cluster.config.consul_http_port}", store)
+    assert again.created == [] and not again.bootstrapped
+    wait_for(lambda: worker_ids(cluster) == ids and len(cluster.passing()) == len(ids), 30,
+             "the worker passing again after the restart")
+    cluster.wait_gateway_serving()
+
+
+def test_the_agent_token_keeps_anti_entropy_working_under_default_deny(secure):
+    cluster, _ = secure
+    log = Path(cluster.live()["consul"].log).read_text().splitlines()
+    last_set = max(i for i, line in enumerate(log) if "Updated agent's ACL token" in line)
+    assert not [line for line in log[last_set:] if "blocked by ACLs" in line]
+    node = consul(cluster, "GET", "/v1/agent/self", cluster.token("operator")).json()["Config"]["NodeName"]
+    entry = consul(cluster, "GET", f"/v1/catalog/node/{node}", cluster.token("gateway"))
+    assert entry.status_code == 200 and entry.json()["Node"]["Node"] == node
+
+
+def test_secrets_are_0600_files_and_never_appear_in_logs_or_output(secure):
+    cluster, said = secure
+    store = cluster.secrets()
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o700
+    secrets = store.all_secrets()
+    assert set(secrets) == {"bootstrap.token", "operator.token", "worker.token", "gateway.token",
+                            "agent.token", "consul-gossip.json"}
+    for name in secrets:
+        assert stat.S_IMODE(store.file(name).stat().st_mode) == 0o600, name
+    # Nothing secret in the repository either: the gossip key and tokens are only generated.
+    assert not any(value in (REPO_ROOT / "consul" / "secure.hcl").read_text() for value in secrets.values())
+
+    env = {**os.environ, "NER_RUN_DIR": str(cluster.config.run_dir),
+           "NER_CONSUL_HTTP_PORT": str(cluster.config.consul_http_port),
+           "NER_GATEWAY_LISTEN": f"127.0.0.1:{cluster.config.gateway_port}"}
+    env.pop("CONSUL_HTTP_TOKEN", None)
+    status = subprocess.run([str(cluster.config.python), "scripts/cluster.py", "status"], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    assert "ner-worker-" in status.stdout  # the operator token was used: the instance is listed
+
+    scanned = {"say": "\n".join(said), "status": status.stdout + status.stderr}
+    # Consul's own state (consul-data, 0700) holds tokens and the keyring by design; all else is checked.
+    for path in cluster.config.run_dir.rglob("*"):
+        parts = path.relative_to(cluster.config.run_dir).parts
+        if path.is_file() and parts[0] not in ("secrets", "consul-data"):
+            scanned[str(path)] = path.read_text(errors="replace")
+    assert any(name.endswith("consul.log") for name in scanned) and any("worker-1" in n for n in scanned)
+    leaks = [(name, secret) for secret, value in secrets.items() for name, text in scanned.items()
+             if value in text or value.replace("-", "") in text]
+    assert leaks == []
+
+
+def test_nginx_config_passes_nginx_t_in_both_modes_and_without_a_limits_snippet(secure, tmp_path):
+    cluster, _ = secure
+    args = cluster.nginx_args()
+    check = subprocess.run([cluster.config.nginx_bin, "-t", *args], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
+    assert "rate=5r/s" in (cluster.nginx_dir() / "limits.d" / "rate.conf").read_text()
+    # The same template with a normal-mode snippet, and with none (render_upstream.fill_nginx_conf users).
+    normal = LocalCluster(replace(cluster.config, run_dir=tmp_path, secure=False, gateway_rate="",
+                                  gateway_burst=""), say=lambda message: None)
+    normal.write_nginx_conf()
+    shutil.copy(cluster.nginx_dir() / "upstream.conf", normal.nginx_dir() / "upstream.conf")
+    assert "rate=1000r/s" in (normal.nginx_dir() / "limits.d" / "rate.conf").read_text()
+    for remove in (False, True):
+        if remove:
+            (normal.nginx_dir() / "limits.d" / "rate.conf").unlink()
+        check = subprocess.run([cluster.config.nginx_bin, "-t", *normal.nginx_args()], capture_output=True,
+                               text=True, timeout=30)
+        assert check.returncode == 0, check.stderr

@@ -1,0 +1,58 @@
+"""Local-mode settings and the choice between consul-template and the project renderer."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from scripts.localcluster import LocalCluster, load_config
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> LocalCluster:
+    return LocalCluster(load_config({"NER_RUN_DIR": str(tmp_path / "run")}), say=lambda message: None)
+
+
+def fake_consul_template(directory: Path) -> None:
+    binary = directory / "consul-template"
+    binary.write_text("#!/bin/sh\nexit 0\n")
+    binary.chmod(0o755)
+
+
+def test_defaults_are_the_documented_ports():
+    config = load_config({})
+    assert (config.gateway_host, config.gateway_port, config.consul_http_port) == ("127.0.0.1", 8080, 8500)
+
+
+def test_gateway_listen_address_is_configurable():
+    config = load_config({"NER_GATEWAY_LISTEN": "0.0.0.0:9090", "NER_CONSUL_HTTP_PORT": "18500"})
+    assert (config.gateway_host, config.gateway_port, config.consul_http_port) == ("0.0.0.0", 9090, 18500)
+
+
+def test_without_consul_template_the_project_renderer_keeps_the_upstream(cluster, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    kind, argv = cluster.renderer_argv()
+    assert kind.startswith("project renderer")
+    assert argv[1].endswith("nginx-template/render_upstream.py")
+
+
+def test_consul_template_on_path_is_preferred_and_reloads_through_the_checking_script(cluster, monkeypatch,
+                                                                                     tmp_path):
+    fake_consul_template(tmp_path)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    kind, argv = cluster.renderer_argv()
+    assert kind == "consul-template"
+    template_arg = next(a for a in argv if a.startswith("-template="))
+    assert template_arg.count(":") == 2 and "reload-nginx.sh" in template_arg
+    assert "upstream.ctmpl" in template_arg
+
+
+def test_rendering_once_before_nginx_runs_never_reloads(cluster, monkeypatch, tmp_path):
+    fake_consul_template(tmp_path)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    _, argv = cluster.renderer_argv(once=True)
+    assert "-once" in argv and not any("reload-nginx.sh" in a for a in argv)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    _, argv = cluster.renderer_argv(once=True)
+    assert "--once" in argv and "--no-reload" in argv
