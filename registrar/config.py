@@ -36,7 +36,8 @@ class RegistrarConfig:
     advertise_address_explicit: bool = False
     advertise_port: int | None = None
     check_interval: str = "1s"
-    check_timeout: str = "1s"
+    check_timeout: str = "2s"
+    check_failures: int = 2
     deregister_after: str = "1m"
     drain_seconds: float = 3.0
     resync_seconds: float = 2.0
@@ -81,6 +82,15 @@ def _seconds(environ: Mapping[str, str], name: str, default: float, minimum: flo
     if value < minimum:
         raise ConfigError(f"{name}={raw!r}: must be at least {minimum}")
     return value
+
+
+def _count(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number, 1 or more")
+    return int(raw)
 
 
 def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
@@ -135,7 +145,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> RegistrarConfig:
         advertise_address_explicit=explicit_address is not None,
         advertise_port=_port(env, "NER_ADVERTISE_PORT"),
         check_interval=_duration(env, "NER_CHECK_INTERVAL", "1s"),
-        check_timeout=_duration(env, "NER_CHECK_TIMEOUT", "1s"),
+        check_timeout=_duration(env, "NER_CHECK_TIMEOUT", "2s"),
+        check_failures=_count(env, "NER_CHECK_FAILURES", 2),
         deregister_after=_duration(env, "NER_DEREGISTER_AFTER", "1m"),
         drain_seconds=_seconds(env, "NER_DRAIN_SECONDS", 3.0, 0.0),
         resync_seconds=_seconds(env, "NER_RESYNC_SECONDS", 2.0, 0.05),

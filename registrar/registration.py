@@ -75,6 +75,9 @@ class Registrar:
             deregister=self.config.deregister_after,
         )
         check["Name"] = f"{self.config.service_name} /health"
+        # One slow answer on a busy host must not drop the instance; a dead one still goes
+        # critical within about check_failures intervals (Consul 1.7+).
+        check["FailuresBeforeCritical"] = self.config.check_failures
         return check
 
     def tags(self) -> list[str]:

@@ -463,6 +463,9 @@ class LocalCluster:
             self.start_consul()
         elif self.config.secure and not self.secure:
             raise RuntimeError("the running cluster is not in secure mode: `make down` first")
+        elif self.secure:  # idempotent: re-creates a token whose file was removed (rotation)
+            ensure_acls(f"127.0.0.1:{self.config.consul_http_port}", self.secrets(), SERVICE_NAME,
+                        say=self.say)
         if "nginx" not in live or "renderer" not in live:
             for name in ("renderer", "nginx"):
                 if name in live:

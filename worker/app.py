@@ -27,6 +27,8 @@ def create_app(backend: NerBackend, config: WorkerConfig, *, with_metrics: bool 
     metrics can be measured against an otherwise identical app (bench/metrics_overhead.py).
     """
     metrics = Metrics(config.metrics_dir) if with_metrics else None
+    if metrics is not None and hasattr(backend, "set_cache_observer"):
+        backend.set_cache_observer(metrics.observe_cache)
     middleware: list[object] = [RequestContextMiddleware(config.instance_id)]
     if metrics is not None:
         # After the request context: first in, last out, so it sees the final status, errors included.
@@ -54,10 +56,9 @@ def get_app() -> falcon.App:
     configure_logging()
     config = load_config()
     # Imported here: the model stack is heavy and only a serving process needs it.
-    from worker.backends import load_backend
+    from worker.backends import build_backend
 
-    backend = load_backend(config.backend, config.model_dir, name=config.model_name,
-                           version=config.model_version, torch_threads=config.torch_threads)
+    backend = build_backend(config)
     log.info("model loaded", extra={"model": f"{backend.name}@{backend.version}",
                                     "model_dir": str(config.model_dir),
                                     "worker_id": config.instance_id})

@@ -9,6 +9,8 @@ from typing import Mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = REPO_ROOT / ".local" / "models" / "raner-tiny-random"
+DEFAULT_CACHE_DIR = REPO_ROOT / ".local" / "cache"
+QUANTIZE_MODES = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,15 @@ class WorkerConfig:
     metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR: shared metrics across processes
     # Consul checks every second; one probe per second is enough however many checks arrive.
     health_cache_seconds: float = 1.0
+    # The onnx backend: exported graphs are cached here, keyed by the weights' checksum.
+    cache_dir: Path = DEFAULT_CACHE_DIR
+    quantize: str = "fp32"  # fp32 gives the reference's tags; int8 is ~2-3x faster
+    ort_threads: int | None = None  # None: cores // processes, so threads x processes <= cores
+    max_batch: int = 16  # sequences one forward pass gathers from concurrent requests; 1 disables
+    batch_wait_ms: float = 2.0  # longest wait for requests already on their way into a batch
+    result_cache_size: int = 4096  # texts whose entities are kept in memory; 0 disables
+    redis_url: str | None = None  # optional cache shared by all workers
+    redis_ttl_seconds: int = 86_400
 
 
 def load_config(environ: Mapping[str, str] = os.environ) -> WorkerConfig:
@@ -56,6 +67,14 @@ def load_config(environ: Mapping[str, str] = os.environ) -> WorkerConfig:
         # Leave one thread free so /health still answers while the others predict.
         max_inflight=env.positive_int("NER_MAX_INFLIGHT", max(1, threads - 1)),
         metrics_dir=Path(metrics_dir) if metrics_dir else None,
+        cache_dir=Path(env.text("NER_CACHE_DIR") or DEFAULT_CACHE_DIR).expanduser().resolve(),
+        quantize=env.choice("NER_QUANTIZE", QUANTIZE_MODES, "fp32"),
+        ort_threads=env.positive_int("NER_ORT_THREADS", 0) or None,
+        max_batch=env.positive_int("NER_MAX_BATCH", 16),
+        batch_wait_ms=env.non_negative_float("NER_BATCH_WAIT_MS", 2.0),
+        result_cache_size=env.non_negative_int("NER_RESULT_CACHE_SIZE", 4096),
+        redis_url=env.text("NER_REDIS_URL"),
+        redis_ttl_seconds=env.positive_int("NER_REDIS_TTL_SECONDS", 86_400),
     )
 
 
@@ -69,6 +88,32 @@ class _Env:
         """Empty or blank values count as unset, as they do in most shells' `VAR=` lines."""
         value = self._environ.get(name, "").strip()
         return value or None
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = (self.text(name) or default).lower()
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def non_negative_int(self, name: str, default: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if not raw.isdigit():
+            raise ValueError(f"{name} must be a non-negative integer, got {raw!r}")
+        return int(raw)
+
+    def non_negative_float(self, name: str, default: float) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be a non-negative number, got {raw!r}") from None
+        if not value >= 0 or value == float("inf"):
+            raise ValueError(f"{name} must be a non-negative number, got {raw!r}")
+        return value
 
     def positive_int(self, name: str, default: int) -> int:
         raw = self.text(name)

@@ -36,10 +36,16 @@ class Metrics:
         self.characters = Counter("ner_characters", "Characters analysed.", registry=reg)
         self.overloaded = Counter("ner_overloaded", "Requests refused with 429 because the "
                                   "process was busy.", registry=reg)
+        self.cache_lookups = Counter("ner_result_cache_lookups", "Texts looked up in the result "
+                                     "cache, by layer (memory, redis) and result (hit, miss).",
+                                     ["layer", "result"], registry=reg)
 
     def observe_texts(self, texts: list[str]) -> None:
         self.texts.inc(len(texts))
         self.characters.inc(sum(len(t) for t in texts))
+
+    def observe_cache(self, layer: str, result: str, count: int) -> None:
+        self.cache_lookups.labels(layer, result).inc(count)
 
     def observe_inference(self, batch_size: int, seconds: float) -> None:
         self.inference_seconds.observe(seconds)

@@ -22,6 +22,18 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _UTF8_CHARSETS = {"utf-8", "utf8"}
 
 
+def _body_errors() -> tuple[type[BaseException], ...]:
+    """What the server raises while the app reads a body the client cut short or framed wrongly."""
+    try:
+        from gunicorn.http.errors import ParseException
+    except ImportError:  # served by something else (tests, another WSGI server)
+        return (OSError,)
+    return (OSError, ParseException)
+
+
+_BROKEN_BODY = _body_errors()
+
+
 # ---------------------------------------------------------------- request body
 
 def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
@@ -30,10 +42,15 @@ def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
     length = req.content_length  # Falcon answers 400 itself for a malformed header
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"request body is {length} bytes; the limit is {max_bytes}")
-    if length is None and "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
-        raw = _read_bounded(req.stream, max_bytes)
-    else:
-        raw = req.bounded_stream.read()  # never reads past Content-Length, empty without one
+    try:
+        if length is None and "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
+            raw = _read_bounded(req.stream, max_bytes)
+        else:
+            raw = req.bounded_stream.read()  # never reads past Content-Length, empty without one
+    except _BROKEN_BODY as exc:
+        raise InvalidRequest(f"request body ended early or is malformed ({type(exc).__name__})") from None
+    if length is not None and len(raw) < length:
+        raise InvalidRequest(f"request body ended after {len(raw)} of the {length} bytes announced")
     if not raw:
         raise InvalidRequest("request body is empty; send a JSON object")
     try:

@@ -91,7 +91,8 @@ def test_anonymous_or_wrong_tokens_can_neither_register_deregister_nor_read_toke
         register = consul(cluster, "PUT", "/v1/agent/service/register", token, definition)
         assert register.status_code == 403, register.text
         catalog = consul(cluster, "PUT", "/v1/catalog/register", token,
-                         {"Node": "ner-local", "Address": "127.0.0.1", "Service": definition})
+                         {"Node": "ner-local", "Address": "127.0.0.1",
+                          "Service": {"Service": "ner-worker", "ID": "intruder-1", "Port": 9}})
         assert catalog.status_code == 403, catalog.text
         deregister = consul(cluster, "PUT", f"/v1/agent/service/deregister/{victim}", token)
         assert deregister.status_code == 403, deregister.text
@@ -257,3 +258,21 @@ def test_nginx_config_passes_nginx_t_in_both_modes_and_without_a_limits_snippet(
         check = subprocess.run([cluster.config.nginx_bin, "-t", *normal.nginx_args()], capture_output=True,
                                text=True, timeout=30)
         assert check.returncode == 0, check.stderr
+
+
+def test_up_on_a_running_secure_cluster_recreates_a_removed_token_for_rotation(secure):
+    cluster, _ = secure
+    store = cluster.secrets()
+    old = store.token("gateway")
+    old_accessor = consul(cluster, "GET", "/v1/acl/token/self", old).json()["AccessorID"]
+    before = {name: proc.pid for name, proc in cluster.live().items()}
+    store.file("gateway.token").unlink()
+    cluster.up(1)
+    new = store.token("gateway")
+    assert new and new != old
+    assert stat.S_IMODE(store.file("gateway.token").stat().st_mode) == 0o600
+    assert {name: proc.pid for name, proc in cluster.live().items()} == before  # nothing restarted
+    assert consul(cluster, "GET", "/v1/health/service/ner-worker", new).json()  # the new token reads
+    deleted = consul(cluster, "DELETE", f"/v1/acl/token/{old_accessor}", cluster.token("operator"))
+    assert deleted.status_code == 200
+    assert consul(cluster, "GET", "/v1/health/service/ner-worker", old).status_code == 403

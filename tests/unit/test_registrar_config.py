@@ -103,7 +103,7 @@ class TestLoadConfig:
         assert config.service_name == "ner-worker"
         assert config.advertise_address == "127.0.0.1"
         assert config.advertise_port is None
-        assert (config.check_interval, config.check_timeout) == ("1s", "1s")
+        assert (config.check_interval, config.check_timeout, config.check_failures) == ("1s", "2s", 2)
         assert config.deregister_after == "1m"
         assert (config.drain_seconds, config.resync_seconds) == (3.0, 2.0)
         assert config.token == ""
@@ -114,6 +114,7 @@ class TestLoadConfig:
             "NER_REGISTER": "0", "NER_SERVICE_NAME": "ner-canary",
             "NER_ADVERTISE_ADDRESS": "10.0.0.7", "NER_ADVERTISE_PORT": "9000",
             "NER_CHECK_INTERVAL": "500ms", "NER_CHECK_TIMEOUT": "1", "NER_DEREGISTER_AFTER": "5m",
+            "NER_CHECK_FAILURES": "3",
             "NER_DRAIN_SECONDS": "1.5", "NER_RESYNC_SECONDS": "0.5",
             "NER_MODEL_NAME": "raner-base", "NER_MODEL_VERSION": "abc123def456",
         })
@@ -123,6 +124,7 @@ class TestLoadConfig:
         assert config.service_name == "ner-canary"
         assert (config.advertise_address, config.advertise_port) == ("10.0.0.7", 9000)
         assert (config.check_interval, config.check_timeout, config.deregister_after) == ("500ms", "1s", "5m")
+        assert config.check_failures == 3
         assert (config.drain_seconds, config.resync_seconds) == (1.5, 0.5)
         assert (config.model_name, config.model_version) == ("raner-base", "abc123def456")
 

@@ -132,6 +132,7 @@ class TestRegistrationPayload:
         assert check["http"] == "http://10.0.0.5:8123/health?id=ner-worker-box1-0000abcd"
         assert (check["interval"], check["timeout"]) == ("1s", "2s")
         assert check["DeregisterCriticalServiceAfter"] == "1m"
+        assert check["FailuresBeforeCritical"] == 2
 
     def test_check_names_the_instance_so_a_successor_on_its_address_cannot_pass_it(
             self, consul: FakeConsul) -> None:

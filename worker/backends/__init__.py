@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from worker.backends.base import BackendError, NerBackend
 
-__all__ = ["BackendError", "NerBackend", "BACKEND_KINDS", "load_backend"]
+if TYPE_CHECKING:
+    from worker.config import WorkerConfig
 
-BACKEND_KINDS = ("raner",)
+__all__ = ["BackendError", "NerBackend", "BACKEND_KINDS", "build_backend", "load_backend"]
+
+BACKEND_KINDS = ("raner", "onnx")
 
 
 def load_backend(
@@ -18,13 +22,45 @@ def load_backend(
     name: str | None = None,
     version: str | None = None,
     torch_threads: int = 1,
+    cache_dir: Path | None = None,
+    quantize: str = "fp32",
+    ort_threads: int | None = None,
+    max_batch: int = 16,
+    batch_wait_ms: float = 2.0,
 ) -> NerBackend:
     """Build the backend of the given kind from a local model directory."""
+    # Imported here so importing the package pulls in neither torch/ModelScope nor ONNX Runtime.
     if kind == "raner":
-        # Imported here so importing the package does not pull in torch/ModelScope.
         from worker.backends.raner import RanerBackend
 
         return RanerBackend.from_directory(
             Path(model_dir), name=name, version=version, torch_threads=torch_threads
         )
+    if kind == "onnx":
+        from worker.backends.fast import FastBackend
+        from worker.config import DEFAULT_CACHE_DIR
+
+        return FastBackend.from_directory(
+            Path(model_dir), name=name, version=version, quantize=quantize,
+            cache_dir=Path(cache_dir or DEFAULT_CACHE_DIR), threads=ort_threads,
+            max_batch=max_batch, batch_wait_ms=batch_wait_ms, torch_threads=torch_threads,
+        )  # fmt: skip
     raise ValueError(f"unknown NER backend {kind!r}; known backends: {', '.join(BACKEND_KINDS)}")
+
+
+def build_backend(config: WorkerConfig) -> NerBackend:
+    """The backend a worker process serves: the configured kind, behind the result cache if enabled."""
+    from worker.backends.fast import default_ort_threads
+
+    backend = load_backend(
+        config.backend, config.model_dir, name=config.model_name, version=config.model_version,
+        torch_threads=config.torch_threads, cache_dir=config.cache_dir, quantize=config.quantize,
+        ort_threads=config.ort_threads or default_ort_threads(config.processes),
+        max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms,
+    )  # fmt: skip
+    if config.result_cache_size <= 0 and not config.redis_url:
+        return backend
+    from worker.backends.cache import CachedBackend, RedisResults
+
+    redis = RedisResults.from_url(config.redis_url, config.redis_ttl_seconds) if config.redis_url else None
+    return CachedBackend(backend, config.result_cache_size, redis)

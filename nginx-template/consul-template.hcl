@@ -1,0 +1,46 @@
+# consul-template settings for the gateway container (nginx-template/Dockerfile).
+# The Consul address comes from CONSUL_HTTP_ADDR (or -consul-addr), the token from
+# CONSUL_HTTP_TOKEN / CONSUL_TOKEN; neither is written here.
+
+# SIGTERM is what `docker stop` sends: stop at once, nginx keeps the last rendered upstream
+# until the container's entrypoint stops it.
+kill_signal = "SIGTERM"
+reload_signal = "SIGHUP"
+log_level = "info"
+
+# Only the Consul leader answers (no stale reads): the gateway must drop a draining worker
+# as soon as the catalog says so, not after a follower catches up.
+max_stale = "0s"
+# Long-poll for at most 60 s: a quiet cluster costs one request per minute.
+block_query_wait = "60s"
+
+consul {
+  retry {
+    enabled = true
+    # Never give up: a gateway without Consul keeps serving the last upstream (nginx does not
+    # need consul-template to be up) and catches up as soon as Consul answers again.
+    attempts = 0
+    backoff = "250ms"
+    max_backoff = "10s"
+  }
+}
+
+template {
+  source = "/etc/ner-gateway/upstream.ctmpl"
+  destination = "/run/ner-gateway/upstream.conf"
+  create_dest_dirs = true
+  perms = 0644
+  # Quiescence, the same as render_upstream.py's default: a change is applied once Consul
+  # has been quiet for 200 ms (a scale-out of N workers becomes one reload, not N), and never
+  # later than 2 s after the first change, so a draining worker leaves the upstream well
+  # within its NER_DRAIN_SECONDS (3 s) of still serving.
+  wait {
+    min = "200ms"
+    max = "2s"
+  }
+  # Test, then reload; a config that fails `nginx -t` is replaced by the last good one and
+  # nginx keeps running what it has.
+  command = "/etc/ner-gateway/reload-nginx.sh /run/ner-gateway /run/ner-gateway/nginx.conf /run/ner-gateway/upstream.conf"
+  command_timeout = "30s"
+  error_on_missing_key = true
+}

@@ -1,0 +1,66 @@
+#!/bin/bash
+# Gateway container: fill nginx.conf, start nginx on a placeholder upstream, and keep the
+# upstream in step with Consul with consul-template, or with render_upstream.py (the same
+# template, the same output) when the consul-template binary is not in the image.
+# Either process exiting stops the container, so the restart policy starts a whole gateway.
+set -euo pipefail
+
+etc=/etc/ner-gateway
+prefix=${NER_NGINX_PREFIX:-/run/ner-gateway}
+listen=${NER_GATEWAY_LISTEN:-0.0.0.0:8080}
+consul=${CONSUL_HTTP_ADDR:-consul:8500}
+conf=$prefix/nginx.conf
+upstream=$prefix/upstream.conf
+
+log() { printf '{"logger":"gateway","msg":"%s"}\n' "$*" >&2; }
+
+# nginx's worker processes run as nobody: the prefix must be enterable by it.
+mkdir -p "$prefix/logs" "$prefix/limits.d"
+chmod 755 "$prefix"
+python3 - "$etc" "$prefix" "$listen" "$upstream" <<'PY'
+import sys
+from pathlib import Path
+etc, prefix, listen, upstream = sys.argv[1:]
+sys.path.insert(0, etc)
+import render_upstream as r
+Path(prefix, "nginx.conf").write_text(
+    r.fill_nginx_conf(Path(etc, "nginx.conf.tmpl").read_text(), prefix, upstream, listen))
+# What the template renders with no instance: nginx starts now and answers a fast JSON 503
+# until the first real render.
+Path(upstream).write_text(r.render(Path(etc, "upstream.ctmpl").read_text(), []))
+PY
+nginx -q -t -p "$prefix" -c "$conf"
+cp "$upstream" "$upstream.good"
+
+nginx -p "$prefix" -c "$conf" -e "$prefix/error.log" &
+nginx_pid=$!
+for _ in $(seq 50); do [ -s "$prefix/nginx.pid" ] && break; sleep 0.1; done
+
+if command -v consul-template >/dev/null 2>&1; then
+    log "renderer: consul-template $(consul-template -version 2>&1 | head -n1) with $etc/consul-template.hcl, consul at $consul"
+    consul-template -config "$etc/consul-template.hcl" -consul-addr "$consul" &
+else
+    log "renderer: consul-template not found in the image; using the project renderer render_upstream.py, consul at $consul"
+    python3 "$etc/render_upstream.py" --consul "$consul" --template "$etc/upstream.ctmpl" \
+        --out "$upstream" --nginx-bin "$(command -v nginx)" --nginx-prefix "$prefix" --nginx-conf "$conf" \
+        --wait 200ms:2s &
+fi
+renderer_pid=$!
+
+stop() {
+    log "stopping: renderer first, then nginx finishes in-flight requests (SIGQUIT)"
+    kill -TERM "$renderer_pid" 2>/dev/null || true
+    kill -QUIT "$nginx_pid" 2>/dev/null || true
+    wait "$nginx_pid" 2>/dev/null || true
+    exit 0
+}
+trap stop TERM INT
+
+set +e
+wait -n "$nginx_pid" "$renderer_pid"
+status=$?
+log "a gateway process exited (status $status); stopping the container"
+kill -TERM "$renderer_pid" 2>/dev/null
+kill -QUIT "$nginx_pid" 2>/dev/null
+wait
+exit "${status/#0/1}"

@@ -1,0 +1,141 @@
+"""Short chaos scenarios with bounded loops: a hung worker, keep-alive clients, load shedding.
+
+kill -9, SIGTERM, zero workers and Consul restarts with fresh connections are in
+test_cluster_discovery.py; bench/chaos.py runs the long versions with figures.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Iterator
+
+import requests
+
+from bench.loadgen import PacedLoad
+from scripts.localcluster import LocalCluster, Proc, wait_for
+
+TEXT = {"text": "张三在北京的清华大学工作。"}
+# About a second of inference on the generated model: holds one inference slot that long.
+SLOW_BATCH = {"texts": ["新华社北京电，国务院总理李强在人民大会堂会见了联合国秘书长古特雷斯。" * 40] * 16}
+DEADLINE_S = 10.0
+
+
+def in_upstream(cluster: LocalCluster, port: int) -> bool:
+    text = (cluster.nginx_dir() / "upstream.conf").read_text()
+    return f":{port} " in text or f":{port};" in text
+
+
+def consul_status(cluster: LocalCluster, port: int) -> str | None:
+    """Aggregated check status of the instance on a local port."""
+    entries = requests.get(f"{cluster.config.consul_url}/v1/health/service/ner-worker", timeout=5).json()
+    for entry in entries:
+        if entry["Service"]["Port"] == port:
+            statuses = {check["Status"] for check in entry["Checks"]}
+            for status in ("critical", "warning", "passing"):
+                if status in statuses:
+                    return status
+    return None
+
+
+@contextmanager
+def busy(worker: Proc, holders: int) -> Iterator[list[int]]:
+    """Keep a worker's inference slots occupied with slow batches sent to it directly."""
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def hold() -> None:
+        while not stop.is_set():
+            statuses.append(requests.post(f"http://127.0.0.1:{worker.port}/v1/ner", json=SLOW_BATCH,
+                                          timeout=60).status_code)
+
+    threads = [threading.Thread(target=hold, daemon=True) for _ in range(holders)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield statuses
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+
+
+def test_a_hung_worker_leaves_the_upstream_within_3s(two_workers, record_figure):
+    victim = list(two_workers.workers().values())[-1]
+    os.killpg(victim.pid, signal.SIGSTOP)
+    try:
+        out = wait_for(lambda: not in_upstream(two_workers, victim.port), 6, "hung worker out of upstream",
+                       interval=0.02)
+    finally:
+        os.killpg(victim.pid, signal.SIGKILL)
+        os.killpg(victim.pid, signal.SIGCONT)
+    assert out < 3.0
+    record_figure("hang.to_out_of_upstream_s", out)
+
+
+def test_kill_9_fails_no_request_of_a_keep_alive_client_that_resends_on_a_reset_connection(two_workers):
+    victim = list(two_workers.workers().values())[-1]
+    load = PacedLoad(f"{two_workers.config.gateway_url}/v1/ner", rate=40, threads=2,
+                     kinds=("retrying",), max_seconds=20).start()
+    time.sleep(1.5)
+    os.killpg(victim.pid, signal.SIGKILL)
+    wait_for(lambda: not in_upstream(two_workers, victim.port), 5, "killed worker out of upstream")
+    time.sleep(1.5)
+    load.stop()
+    failed = [r for r in load.records if not r.ok]
+    assert len(load.records) > 50
+    assert failed == []
+
+
+def test_a_worker_that_refuses_inference_reports_429_on_health_and_turns_warning(two_workers):
+    worker = list(two_workers.workers().values())[0]
+    url = f"http://127.0.0.1:{worker.port}"
+    with busy(worker, holders=3):
+        wait_for(lambda: requests.post(f"{url}/v1/ner", json=TEXT, timeout=5).status_code == 429, 10,
+                 "a 429 from the busy worker", interval=0.05)
+        health = requests.get(f"{url}/health", timeout=5)
+        wait_for(lambda: consul_status(two_workers, worker.port) == "warning", 5, "Consul warning")
+        wait_for(lambda: "weight=1 " in (two_workers.nginx_dir() / "upstream.conf").read_text(), 5,
+                 "lower weight in the upstream")
+    assert health.status_code == 429
+    assert set(health.json()) == {"title", "description"}
+    wait_for(lambda: consul_status(two_workers, worker.port) == "passing", 10, "passing again")
+
+
+def test_the_gateway_retries_a_429_on_another_worker_before_the_client_sees_it(two_workers):
+    worker = list(two_workers.workers().values())[0]
+    log = two_workers.nginx_dir() / "access.log"
+    start = log.stat().st_size
+    with busy(worker, holders=3):
+        wait_for(lambda: requests.post(f"http://127.0.0.1:{worker.port}/v1/ner", json=TEXT,
+                                       timeout=5).status_code == 429, 10, "the worker to be full")
+        statuses = [requests.post(f"{two_workers.config.gateway_url}/v1/ner", json=TEXT, timeout=10).status_code
+                    for _ in range(20)]
+    with open(log, "rb") as out:
+        out.seek(start)
+        upstream_statuses = [json.loads(line)["upstream_status"] for line in out.read().splitlines()]
+    assert statuses == [200] * 20
+    assert any(s.startswith("429, 200") for s in upstream_statuses), upstream_statuses
+
+
+def test_under_overload_every_request_gets_200_429_or_503_within_the_deadline(two_workers):
+    url = f"{two_workers.config.gateway_url}/v1/ner"
+
+    def one(_: int) -> tuple[int | str, float]:
+        started = time.monotonic()
+        try:
+            status: int | str = requests.post(url, json=SLOW_BATCH, timeout=DEADLINE_S).status_code
+        except requests.RequestException as error:
+            status = type(error).__name__
+        return status, time.monotonic() - started
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        outcomes = list(pool.map(one, range(48)))
+    statuses = {status for status, _ in outcomes}
+    assert statuses <= {200, 429, 503}, outcomes
+    assert 429 in statuses or 503 in statuses  # it really was overloaded
+    assert max(seconds for _, seconds in outcomes) < DEADLINE_S

@@ -1,0 +1,115 @@
+"""A cluster spanning three hosts (network namespaces): what survives a cut link and a dead leader.
+
+Hosts A, B, C each run a Consul server; workers on B and C register with their own host's
+agent under their host address; the gateway (nginx + render_upstream.py) on A reads A's agent.
+Every request comes from a bounded, retrying client inside A.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.multihost.cluster import MultiHostCluster, failed, retried, start_cluster
+from tests.support.processes import wait_until
+
+REMOVAL_LIMIT_S = 15.0
+
+
+@pytest.fixture(scope="module")
+def cluster(record_figure) -> Iterator[MultiHostCluster]:
+    workdir = Path(tempfile.mkdtemp(prefix="ner-multihost-"))
+    made = []
+    for running in start_cluster(workdir, record_figure):
+        made.append(running)
+        yield running
+    assert made and made[0].net.remaining() == [], "namespaces left behind"
+
+
+def served_hosts(cluster: MultiHostCluster, outcomes: list[dict]) -> Counter:
+    """Answers per host, by the serving worker's address in Consul."""
+    by_id = cluster.passing_addresses()
+    names = {h.address: n for n, h in cluster.net.hosts.items()}
+    return Counter(names.get(by_id.get(o["worker"], ""), "?") for o in outcomes if o["status"] == 200)
+
+
+def test_gateway_on_a_reaches_workers_on_b_and_c(cluster: MultiHostCluster) -> None:
+    addresses = set(cluster.passing_addresses().values())
+    assert addresses == {cluster.host("b").address, cluster.host("c").address}
+
+    loop = cluster.request_loop("spread", max_seconds=30)
+    wait_until(lambda: len(loop.outcomes()) >= 40, 30, describe="40 requests")
+    outcomes = loop.stop()
+
+    assert not failed(outcomes)
+    hosts = served_hosts(cluster, outcomes)
+    assert hosts["b"] > 0 and hosts["c"] > 0, hosts
+
+
+def test_cut_link_drops_host_b_within_15s_and_restoring_brings_it_back(cluster: MultiHostCluster,
+                                                                       record_figure) -> None:
+    on_b = {i for i, a in cluster.passing_addresses().items() if a == cluster.host("b").address}
+    loop = cluster.request_loop("cut-link", max_seconds=150)
+    try:
+        time.sleep(1.0)
+        cut_at = time.monotonic()
+        cluster.net.cut("b")
+        removed = wait_until(lambda: "b" not in cluster.upstream_hosts(), 30, interval=0.1,
+                             describe="host B out of the gateway's upstream", on_timeout=cluster.logs)
+        time.sleep(2.0)
+        restored_at = time.monotonic()
+        cluster.net.restore("b")
+        back = wait_until(lambda: "b" in cluster.upstream_hosts(), 90, interval=0.1,
+                          describe="host B back in the gateway's upstream", on_timeout=cluster.logs)
+        wait_until(lambda: any(o["sent"] > restored_at + back and o["worker"] in on_b
+                               for o in loop.outcomes()), 30, describe="a request served on B again")
+    finally:
+        outcomes = loop.stop()
+
+    during_cut = [o for o in outcomes if cut_at <= o["sent"] <= cut_at + removed]
+    record_figure("multihost_link_cut_removed_s", removed)
+    record_figure("multihost_link_restored_back_s", back)
+    record_figure("multihost_link_requests", len(outcomes))
+    record_figure("multihost_link_failed_requests", len(failed(outcomes)))
+    record_figure("multihost_link_retried_requests", len(retried(outcomes)))
+    record_figure("multihost_link_max_latency_during_cut_s", max((o["took"] for o in during_cut), default=0.0))
+    assert removed <= REMOVAL_LIMIT_S
+    assert failed(outcomes) == [], failed(outcomes)[:5]
+
+
+def test_killing_the_consul_leader_elects_another_and_the_gateway_keeps_serving(
+        cluster: MultiHostCluster, record_figure) -> None:
+    wait_until(lambda: cluster.voters("a") == 3, 60, interval=0.5, describe="3 Raft voters",
+               on_timeout=cluster.logs)
+    old = cluster.leader("a")
+    assert old is not None
+    survivors = [name for name in cluster.net.hosts if name != old]
+    loop = cluster.request_loop("leader-kill", max_seconds=120)
+    try:
+        time.sleep(1.0)
+        killed_at = time.monotonic()
+        cluster.kill_consul(old)
+        elected = wait_until(lambda: cluster.leader(survivors[0]) in survivors
+                             and cluster.leader(survivors[1]) == cluster.leader(survivors[0]),
+                             30, interval=0.1, describe="a new leader", on_timeout=cluster.logs)
+        time.sleep(5.0)
+        cluster.start_consul(old)
+        rejoined = wait_until(lambda: all(cluster.peers(n) == 3 for n in cluster.net.hosts)
+                              and len(cluster.passing_addresses()) == 2
+                              and cluster.upstream_hosts() == {"b", "c"}, 90, interval=0.2,
+                              describe="the old leader back and both workers routed", on_timeout=cluster.logs)
+    finally:
+        outcomes = loop.stop()
+
+    during = [o for o in outcomes if o["sent"] >= killed_at]
+    print(f"killed leader: host {old}; new leader: host {cluster.leader(survivors[0])}")
+    record_figure("multihost_leader_killed_new_leader_s", elected)
+    record_figure("multihost_leader_killed_rejoined_s", rejoined)
+    record_figure("multihost_leader_requests", len(during))
+    record_figure("multihost_leader_failed_requests", len(failed(outcomes)))
+    record_figure("multihost_leader_retried_requests", len(retried(outcomes)))
+    assert failed(outcomes) == [], failed(outcomes)[:5]

@@ -1,0 +1,153 @@
+"""Secured mode's pure logic: policies, secret files, rate-limit settings, the mode of a run dir."""
+from __future__ import annotations
+
+import json
+import stat
+import string
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from scripts import securemode as sm
+from scripts.localcluster import REPO_ROOT, LocalCluster, load_config
+
+
+def test_worker_policy_writes_exactly_its_service_and_reads_nodes():
+    rules = sm.policy_rules("worker", "ner-worker")
+    assert 'service "ner-worker" {\n  policy = "write"\n}' in rules
+    assert 'node_prefix "" {\n  policy = "read"\n}' in rules
+    assert "service_prefix" not in rules and "acl" not in rules and "agent" not in rules
+
+
+def test_gateway_policy_is_read_only():
+    rules = sm.policy_rules("gateway")
+    assert "write" not in rules
+    assert 'service_prefix ""' in rules and 'node_prefix ""' in rules
+
+
+def test_agent_policy_is_its_own_node_or_any_node():
+    assert 'node "ner-local" {\n  policy = "write"\n}' in sm.policy_rules("agent", node="ner-local")
+    assert 'node_prefix "" {\n  policy = "write"\n}' in sm.policy_rules("agent", node=None)
+    assert 'service_prefix "" {\n  policy = "read"\n}' in sm.policy_rules("agent", node=None)
+
+
+@pytest.mark.parametrize("role, service, node", [("operator", "ner-worker", None), ("worker", 'x" {', None),
+                                                 ("agent", "ner-worker", 'n" } acl = "write')])
+def test_policy_rules_refuse_unknown_roles_and_names_that_would_inject_rules(role, service, node):
+    with pytest.raises(ValueError):
+        sm.policy_rules(role, service, node)
+
+
+def test_policy_names_per_role():
+    assert [sm.policy_name(r) for r in ("worker", "gateway", "agent")] == [
+        "ner-worker-worker", "ner-worker-gateway", "ner-worker-agent"]
+
+
+def test_secret_store_writes_0600_files_in_a_0700_dir_and_replaces_atomically(tmp_path):
+    store = sm.SecretStore(tmp_path / "secrets")
+    path = store.write("worker.token", "s3cr3t")
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert store.token("worker") == "s3cr3t"
+    store.write("worker.token", "other")
+    assert store.token("worker") == "other"
+    assert [p.name for p in store.path.iterdir()] == ["worker.token"]  # no temp file left
+    assert store.token("gateway") is None
+
+
+def test_secret_store_refuses_names_outside_its_directory(tmp_path):
+    with pytest.raises(ValueError):
+        sm.SecretStore(tmp_path).write("../escape", "x")
+
+
+def test_all_secrets_unwraps_the_gossip_key(tmp_path):
+    store = sm.SecretStore(tmp_path)
+    store.write(sm.GOSSIP_CONFIG, json.dumps({"encrypt": "a2V5"}))
+    store.write("agent.token", "t")
+    assert store.all_secrets() == {"agent.token": "t", sm.GOSSIP_CONFIG: "a2V5"}
+
+
+def test_mask_shows_nothing_of_the_secret():
+    secret = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    assert "0f1e" not in sm.mask(secret) and "e1f0" not in sm.mask(secret)
+
+
+@pytest.mark.parametrize("secure, rate, burst", [(False, "1000r/s", 2000), (True, "20r/s", 40)])
+def test_rate_limit_defaults_per_mode(secure, rate, burst):
+    assert sm.RateLimit.from_env({}, secure) == sm.RateLimit(rate, burst)
+
+
+def test_rate_limit_overrides_and_off():
+    assert sm.RateLimit.from_env({"NER_GATEWAY_RATE": "600r/m", "NER_GATEWAY_BURST": "5"}, True) == \
+        sm.RateLimit("600r/m", 5)
+    assert sm.RateLimit.from_env({"NER_GATEWAY_RATE": "off"}, True) == sm.RateLimit(None, 0)
+    assert sm.limits_snippet(sm.RateLimit(None, 0), "normal") is None
+
+
+@pytest.mark.parametrize("env", [{"NER_GATEWAY_RATE": "20"}, {"NER_GATEWAY_RATE": "20r/s; evil"},
+                                 {"NER_GATEWAY_RATE": "0r/s"}, {"NER_GATEWAY_BURST": "-1"},
+                                 {"NER_GATEWAY_BURST": "ten"}])
+def test_rate_limit_refuses_values_nginx_would_not_take(env):
+    with pytest.raises(ValueError):
+        sm.RateLimit.from_env(env, False)
+
+
+def test_limits_snippet_defines_the_zone_on_the_templates_key_and_applies_it():
+    snippet = sm.limits_snippet(sm.RateLimit("20r/s", 40), "secure")
+    assert "limit_req_zone $ner_rate_key zone=ner_per_client:10m rate=20r/s;" in snippet
+    assert "limit_req zone=ner_per_client burst=40 nodelay;" in snippet
+
+
+def test_nginx_template_still_fills_with_its_three_placeholders_and_includes_the_limits():
+    template = (REPO_ROOT / "nginx-template" / "nginx.conf.tmpl").read_text()
+    text = string.Template(template).substitute(PREFIX="/p", LISTEN="127.0.0.1:1", UPSTREAM_CONF="/p/u.conf")
+    assert "include /p/limits.d/*.conf;" in text
+    assert "map $uri $ner_rate_key" in text and "limit_req_status 429;" in text
+    assert "error_page 429 =429 @rate_limited;" in text
+    assert "add_header Retry-After 1 always;" in text
+    assert "large_client_header_buffers 4 8k;" in text
+    # the zone and limit_req come only from the snippet: without one, no rate limit at all
+    directives = [line.strip() for line in text.splitlines() if not line.strip().startswith("#")]
+    assert not [line for line in directives if line.startswith(("limit_req_zone", "limit_req "))]
+
+
+def test_load_config_reads_secure_and_rejects_bad_values():
+    assert load_config({}).secure is False
+    assert load_config({"NER_SECURE": "1"}).secure is True
+    assert load_config({"NER_SECURE": "0"}).secure is False
+    with pytest.raises(ValueError):
+        load_config({"NER_SECURE": "maybe"})
+    with pytest.raises(ValueError):
+        load_config({"NER_GATEWAY_RATE": "fast"})
+
+
+def test_the_run_dirs_recorded_mode_wins_over_the_config(tmp_path):
+    cluster = LocalCluster(replace(load_config({}), run_dir=tmp_path), say=lambda m: None)
+    assert cluster.secure is False and cluster.token("worker") is None
+    cluster._set_mode(True)
+    assert cluster.secure is True
+    with pytest.raises(RuntimeError, match="no worker token"):
+        cluster.token("worker")
+    cluster.secrets().write("worker.token", "w")
+    assert cluster._token_env("worker") == {"CONSUL_HTTP_TOKEN": "w"}
+    assert cluster._consul_headers("worker") == {"X-Consul-Token": "w"}
+
+
+@pytest.mark.parametrize("secure, expected", [(False, "rate=1000r/s"), (True, "rate=20r/s")])
+def test_write_nginx_conf_writes_the_modes_limits(tmp_path, secure, expected):
+    cluster = LocalCluster(replace(load_config({}), run_dir=tmp_path), say=lambda m: None)
+    cluster._set_mode(secure)
+    cluster.write_nginx_conf()
+    assert expected in (cluster.nginx_dir() / "limits.d" / "rate.conf").read_text()
+    off = LocalCluster(replace(load_config({}), run_dir=tmp_path, gateway_rate="off"), say=lambda m: None)
+    off.write_nginx_conf()
+    assert not (cluster.nginx_dir() / "limits.d" / "rate.conf").exists()
+
+
+def test_secure_hcl_enables_default_deny_acls_and_holds_no_secret():
+    text = (REPO_ROOT / "consul" / "secure.hcl").read_text()
+    for line in ('enabled = true', 'default_policy = "deny"', 'enable_token_persistence = true',
+                 'down_policy = "extend-cache"', "encrypt_verify_incoming = true"):
+        assert line in text
+    assert "encrypt =" not in text and "agent =" not in text and "master" not in text
