@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WORKERS ?= 2
 
-.PHONY: setup up down scale status test test-unit test-integration clean
+.PHONY: setup up down scale status test test-unit test-integration test-web bench-metrics clean
 
 setup:  ## install nginx, Consul, the Python packages and the default model (idempotent)
 	@bash scripts/setup.sh
@@ -17,7 +17,7 @@ down:  ## stop everything the local cluster started
 scale:  ## grow or shrink the running cluster: make scale WORKERS=N
 	@$(PY) scripts/cluster.py scale $(WORKERS)
 
-status:  ## each worker: ID, address, health, model
+status:  ## each worker: ID, address, health, model, in-flight and served requests
 	@$(PY) scripts/cluster.py status
 
 test: setup  ## the whole test suite, against real Consul, nginx and gunicorn
@@ -28,6 +28,12 @@ test-unit: setup
 
 test-integration: setup
 	@$(PY) -m pytest tests/integration
+
+test-web: setup  ## the web page in headless Chromium against a real cluster
+	@$(PY) -m pytest tests/integration/test_web_page.py
+
+bench-metrics:  ## µs/request with metrics on vs off (in-memory and multiprocess)
+	@$(PY) bench/metrics_overhead.py && $(PY) bench/metrics_overhead.py --multiprocess
 
 clean: down
 	rm -rf .run

@@ -31,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.support.msra import test_sentences  # noqa: E402
+from tests.support.msra import msra_test_sentences  # noqa: E402
 
 BASE_MODEL = REPO_ROOT / ".local" / "models" / "raner-base-random"
 TINY_MODEL = REPO_ROOT / ".local" / "models" / "raner-tiny-random"
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "test-artifacts" / "bench_models.json")
     args = parser.parse_args(argv)
 
-    sentences = test_sentences()
+    sentences = msra_test_sentences()
     texts = sentences[: args.sentences]
     print(f"{len(texts)} MSRA test sentences, mean {statistics.mean(map(len, texts)):.1f} chars; "
           f"{args.threads} threads; {os.cpu_count()} cores", flush=True)  # fmt: skip

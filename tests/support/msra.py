@@ -69,6 +69,6 @@ def gold_entities(tags: list[str]) -> list[tuple[str, int, int]]:
     return entities
 
 
-def test_sentences() -> list[str]:
+def msra_test_sentences() -> list[str]:
     """Just the 5,000 test sentences' text."""
     return [sentence for sentence, _ in read_split()]

@@ -45,16 +45,16 @@ def reference(model_dir):
 
 
 def test_ids_equal_bert_tokenizer_on_the_whole_msra_test_split_and_hostile_text(ours, reference):
-    from tests.support.msra import test_sentences
+    from tests.support.msra import msra_test_sentences
 
     slow, fast = reference
     normalizer = ours.normalizer()
-    texts = [normalizer.normalize(text) for text in test_sentences() + HOSTILE]
+    texts = [normalizer.normalize(text) for text in msra_test_sentences() + HOSTILE]
     assert len(texts) == 5000 + len(HOSTILE)
     fast_ids = fast(texts)["input_ids"]
     mismatches = [text for text, expected in zip(texts, fast_ids) if ours.encode(text).ids != expected]
     assert mismatches == []
-    assert all(ours.encode(text).ids == slow(text)["input_ids"] for text in texts[::10] + texts[5000:])
+    assert all(ours.encode(text).ids == slow(text)["input_ids"] for text in texts[::50] + texts[5000:])
 
 
 def test_word_offsets_and_first_tokens_match_the_fast_tokenizer_words(ours, reference):
