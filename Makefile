@@ -8,8 +8,9 @@ WORKERS ?= 2
 setup:  ## install nginx, Consul, the Python packages and the default model (idempotent)
 	@bash scripts/setup.sh
 
-up: setup  ## start the local cluster (only what is missing) and wait until it serves
-	@$(PY) scripts/cluster.py up --workers $(WORKERS)
+SECURE ?=
+up: setup  ## start the local cluster (only what is missing) and wait until it serves; SECURE=1: ACLs, gossip encryption, tight rate limit (docs/SECURITY.md)
+	@NER_SECURE=$(SECURE) $(PY) scripts/cluster.py up --workers $(WORKERS)
 
 down:  ## stop everything the local cluster started
 	@$(PY) scripts/cluster.py down

@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="one line per worker: ID, address, health, model")
     args = parser.parse_args(argv)
 
-    cluster = LocalCluster(load_config())
     try:
+        cluster = LocalCluster(load_config())
         if args.command == "up":
             cluster.up(args.workers)
         elif args.command == "down":

@@ -53,8 +53,9 @@ class ClusterConfig:
     consul_bin: Path
     nginx_bin: str
     drain_seconds: float
-    # Secured mode (docs/SECURITY.md); only read when Consul is (re)started by `up`.
-    secure: bool = False
+    # Secured mode (docs/SECURITY.md): True/False from NER_SECURE=1/0; None (unset) = keep the
+    # run directory's recorded mode (normal for a new one). Only acted on when `up` starts Consul.
+    secure: bool | None = None
     # Gateway rate limit overrides ("" = the mode's default): NER_GATEWAY_RATE / NER_GATEWAY_BURST.
     gateway_rate: str = ""
     gateway_burst: str = ""
@@ -95,11 +96,11 @@ def load_config(environ: Mapping[str, str] = os.environ) -> ClusterConfig:
         consul_bin=Path(environ.get("NER_CONSUL_BIN", REPO_ROOT / ".local/bin/consul")),
         nginx_bin=nginx,
         drain_seconds=float(environ.get("NER_DRAIN_SECONDS", "3")),
-        secure=secure_text in _TRUE,
+        secure=None if not secure_text else secure_text in _TRUE,
         gateway_rate=environ.get("NER_GATEWAY_RATE", "").strip(),
         gateway_burst=environ.get("NER_GATEWAY_BURST", "").strip(),
     )
-    config.rate_limit(config.secure)  # a bad NER_GATEWAY_RATE/BURST fails here, before anything starts
+    config.rate_limit(bool(config.secure))  # a bad NER_GATEWAY_RATE/BURST fails here, before anything starts
     return config
 
 
@@ -196,7 +197,7 @@ class LocalCluster:
         try:
             return self.mode_path.read_text().strip() == "secure"
         except FileNotFoundError:
-            return self.config.secure
+            return bool(self.config.secure)
 
     def _set_mode(self, secure: bool) -> None:
         self.config.run_dir.mkdir(parents=True, exist_ok=True)
@@ -434,6 +435,29 @@ class LocalCluster:
             return response.status_code == 200
         return wait_for(served, timeout, "a request to succeed through the gateway")
 
+    def wait_gateway_routes_to_all(self, timeout: float = 15) -> float | None:
+        """Wait until every passing worker has answered through the gateway (X-Worker-Id).
+
+        Consul reports a new worker passing a moment before the renderer has rewritten the
+        upstream and reloaded nginx; callers that go on to spread requests need the latter.
+        Returns the seconds taken, or None (with a message) if not seen in time.
+        """
+        wanted = {service["ID"] for service in self.passing()}
+        seen: set[str] = set()
+
+        def all_seen() -> bool:
+            response = requests.post(f"{self.config.gateway_url}/v1/ner", json={"text": "张三在北京工作。"},
+                                     timeout=5)
+            if response.status_code == 200:
+                seen.add(response.headers.get("X-Worker-Id", ""))
+            return wanted <= seen
+        try:
+            return wait_for(all_seen, timeout, "every passing worker to answer through the gateway",
+                            interval=0.05)
+        except TimeoutError:
+            self.say(f"gateway: not yet routing to {', '.join(sorted(wanted - seen))} after {timeout:.0f}s")
+            return None
+
     def print_status(self) -> None:
         """The local processes, then every worker as Consul sees it and as its /metrics reports its load."""
         from registrar.cli import print_instances
@@ -459,10 +483,12 @@ class LocalCluster:
         self.config.run_dir.mkdir(parents=True, exist_ok=True)
         live = self.live()
         if "consul" not in live:
-            self._set_mode(self.config.secure)
+            # Sticky: a run directory that was secure stays secure until NER_SECURE=0 (SECURE=0).
+            self._set_mode(self.secure if self.config.secure is None else self.config.secure)
             self.start_consul()
-        elif self.config.secure and not self.secure:
-            raise RuntimeError("the running cluster is not in secure mode: `make down` first")
+        elif self.config.secure is not None and self.config.secure != self.secure:
+            running = "secure" if self.secure else "normal"
+            raise RuntimeError(f"the running cluster is in {running} mode: `make down` first")
         elif self.secure:  # idempotent: re-creates a token whose file was removed (rotation)
             ensure_acls(f"127.0.0.1:{self.config.consul_http_port}", self.secrets(), SERVICE_NAME,
                         say=self.say)
@@ -480,6 +506,7 @@ class LocalCluster:
         self.say(f"workers: {running} passing in Consul after {took:.1f}s")
         if running:
             self.wait_gateway_serving()
+            self.wait_gateway_routes_to_all()
         self.say(f"gateway:   {self.config.gateway_url}  (POST /v1/ner, page at /)")
         self.say(f"consul UI: {self.config.consul_url}/ui/")
         if self.secure:
@@ -503,6 +530,8 @@ class LocalCluster:
         took = self.wait_workers_passing(count)
         if count:
             self.wait_gateway_serving()
+        if count > len(current):
+            self.wait_gateway_routes_to_all()
         self.say(f"workers: {count} passing after {took:.1f}s")
 
     def _stop(self, procs: list[Proc], timeout: float | None = None) -> None:

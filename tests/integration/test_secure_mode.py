@@ -125,6 +125,7 @@ def test_workers_with_their_token_register_pass_drain_and_deregister_and_the_ren
     ports = {proc.port for proc in cluster.workers().values()}
     wait_for(lambda: all(f":{port} " in upstream.read_text() for port in ports), 10,
              "both workers in the upstream (renderer, read token)")
+    wait_not_rate_limited(cluster)  # scale() itself sent requests until both workers answered
     served = set()
     for _ in range(8):
         response = requests.post(f"{cluster.config.gateway_url}/v1/ner", json=TEXT, timeout=10)

@@ -113,7 +113,7 @@ def test_nginx_template_still_fills_with_its_three_placeholders_and_includes_the
 
 
 def test_load_config_reads_secure_and_rejects_bad_values():
-    assert load_config({}).secure is False
+    assert load_config({}).secure is None  # unset: the run directory's recorded mode
     assert load_config({"NER_SECURE": "1"}).secure is True
     assert load_config({"NER_SECURE": "0"}).secure is False
     with pytest.raises(ValueError):
@@ -151,3 +151,22 @@ def test_secure_hcl_enables_default_deny_acls_and_holds_no_secret():
                  'down_policy = "extend-cache"', "encrypt_verify_incoming = true"):
         assert line in text
     assert "encrypt =" not in text and "agent =" not in text and "master" not in text
+
+
+def test_secure_mode_is_sticky_until_switched_off_explicitly(tmp_path, monkeypatch):
+    started = []
+    base = replace(load_config({}), run_dir=tmp_path)
+
+    def up(secure):
+        cluster = LocalCluster(replace(base, secure=secure), say=lambda m: None)
+        monkeypatch.setattr(cluster, "start_consul", lambda: started.append(cluster.secure))
+        monkeypatch.setattr(cluster, "start_gateway", lambda: None)
+        monkeypatch.setattr(cluster, "wait_workers_passing", lambda count: 0.0)
+        cluster.up(0)
+
+    up(None)
+    up(True)
+    up(None)
+    up(False)
+    up(None)
+    assert started == [False, True, True, False, False]
