@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=300, help="MSRA test sentences for the onnx paths")
     parser.add_argument("--pipeline-sentences", type=int, default=40, help="for the pipeline paths (slow)")
     parser.add_argument("--base-pipeline-sentences", type=int, default=10)
+    parser.add_argument("--base-sentences", type=int, default=100, help="for the onnx paths at base size")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch / ORT threads")
     parser.add_argument("--e2e-seconds", type=float, default=8.0)
@@ -266,15 +267,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(texts)} MSRA test sentences, mean {statistics.mean(map(len, texts)):.1f} chars; "
           f"{args.threads} threads; {os.cpu_count()} cores", flush=True)  # fmt: skip
     models = [("default: " + (args.default_model or default_model()).name, args.default_model or default_model(),
-               args.pipeline_sentences)]  # fmt: skip
+               args.pipeline_sentences, args.sentences)]  # fmt: skip
     if not args.skip_base:
-        models.append(("base size (random weights)", ensure_base_model(args.base_model), args.base_pipeline_sentences))
+        models.append(("base size (random weights)", ensure_base_model(args.base_model), args.base_pipeline_sentences,
+                       args.base_sentences))  # fmt: skip
     rows: list[Row] = []
-    for label, path, slow_count in models:
+    for label, path, slow_count, count in models:
         print(f"\n== {label}: {path}", flush=True)
-        rows += measure_model(label, path, texts, texts[:slow_count], args.cache_dir, args.threads, args.clients)
+        rows += measure_model(label, path, texts[:count], texts[:slow_count], args.cache_dir, args.threads,
+                              args.clients)  # fmt: skip
     print("\nratios to the pipeline as-is (sentences/s):")
-    for label, _, _ in models:
+    for label, *_ in models:
         model_rows = [r for r in rows if r.model == label]
         base = next(r for r in model_rows if r.path.startswith("pipeline as-is")).sentences_per_s
         for row in model_rows:

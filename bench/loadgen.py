@@ -121,7 +121,7 @@ class PacedLoad:
 
     def _run(self, kind: str, index: int, rate: float, offset: float) -> None:
         client = Client(self.url, self.timeout, retry_stale=(kind == "retrying"))
-        body = json.dumps(self.payload, ensure_ascii=False).encode()
+        text = self.payload["text"]
         interval = 1.0 / rate if rate > 0 else 0.0
         deadline = self.started_at + self.max_seconds
         next_at = self.started_at + offset
@@ -137,6 +137,8 @@ class PacedLoad:
             next_at = max(next_at + interval, now) if interval else now
             sequence += 1
             request_id = f"{kind}-{index}-{sequence}"
+            # A text never sent before: the workers' result cache must not answer for the model.
+            body = json.dumps({"text": f"{request_id}：{text}"}, ensure_ascii=False).encode()
             sent = time.monotonic()
             try:
                 status, worker, retried = client.post(body, request_id)

@@ -11,17 +11,18 @@ recorded in RUN_DIR/mode, so `scale`, `status` and `down` follow a running clust
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import signal
 import socket
-import string
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, Mapping
 
 import requests
@@ -349,12 +350,10 @@ class LocalCluster:
         """Fill nginx.conf.tmpl for this run directory and gateway port."""
         prefix = self.nginx_dir()
         (prefix / "logs").mkdir(parents=True, exist_ok=True)
-        template = string.Template((REPO_ROOT / "nginx-template" / "nginx.conf.tmpl").read_text())
-        (prefix / "nginx.conf").write_text(template.substitute(
-            PREFIX=str(prefix),
-            LISTEN=f"{self.config.gateway_host}:{self.config.gateway_port}",
-            UPSTREAM_CONF=str(prefix / "upstream.conf"),
-        ))
+        template = (REPO_ROOT / "nginx-template" / "nginx.conf.tmpl").read_text()
+        (prefix / "nginx.conf").write_text(_render_upstream().fill_nginx_conf(
+            template, prefix=str(prefix), upstream_conf=str(prefix / "upstream.conf"),
+            listen=f"{self.config.gateway_host}:{self.config.gateway_port}"))
         self.write_limits()
 
     def write_limits(self) -> None:
@@ -565,6 +564,16 @@ class LocalCluster:
                 self._stop([live[name]], timeout=10)
         self.save_state({})
         self.say("cluster stopped")
+
+
+def _render_upstream() -> ModuleType:
+    """nginx-template/render_upstream.py, a script by design, imported for its nginx.conf filler."""
+    path = REPO_ROOT / "nginx-template" / "render_upstream.py"
+    if "render_upstream" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("render_upstream", path)
+        sys.modules["render_upstream"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["render_upstream"])
+    return sys.modules["render_upstream"]
 
 
 def _worker_index(name: str) -> int:

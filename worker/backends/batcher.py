@@ -60,8 +60,9 @@ class MicroBatcher(Generic[Item, Result]):
         self.max_batch = max_batch
         self.max_wait = max(0.0, max_wait)
         self._queue: queue.SimpleQueue[tuple[_Call, int, Item]] = queue.SimpleQueue()
-        # Callers between entering submit() and having queued all their items.
-        self._arriving = 0
+        # Callers announced so far, and how many of them have since queued their items (or gave up).
+        self._announced = 0
+        self._resolved = 0
         self._arriving_lock = threading.Lock()
         self._closed = False
         self.batches = 0
@@ -72,12 +73,12 @@ class MicroBatcher(Generic[Item, Result]):
     def announce(self) -> None:
         """Say a submit() is on its way (still tokenising), so a gathering batch waits for it."""
         with self._arriving_lock:
-            self._arriving += 1
+            self._announced += 1
 
     def withdraw(self) -> None:
         """Undo announce() for a caller that will not submit after all."""
         with self._arriving_lock:
-            self._arriving -= 1
+            self._resolved += 1
 
     def submit(self, items: Sequence[Item], timeout: float | None = None, *, announced: bool = False) -> list[Result]:
         """Results for items, in their order; raises what the batch raised, or TimeoutError."""
@@ -109,13 +110,15 @@ class MicroBatcher(Generic[Item, Result]):
         """The first item plus whatever arrives before the batch is full or the wait is over."""
         batch = [first]
         deadline = time.monotonic() + self.max_wait
+        # Wait only for callers announced before this batch began: under steady load new ones
+        # keep coming, and waiting for them too would hold every batch for the full max_wait.
+        awaited = self._announced
         while len(batch) < self.max_batch:
             try:
                 entry = self._queue.get_nowait()
             except queue.Empty:
-                # Wait only for callers that are already inside submit(); nobody else is coming.
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._arriving == 0:
+                if remaining <= 0 or self._resolved >= awaited:
                     break
                 try:
                     entry = self._queue.get(timeout=min(remaining, 0.0005))
