@@ -3,10 +3,13 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WORKERS ?= 2
 
-.PHONY: setup up down scale status test test-unit test-integration test-web bench-metrics clean
+.PHONY: setup setup-tests bench up down scale status test test-unit test-integration test-web bench-metrics clean
 
 setup:  ## install nginx, Consul, the Python packages and the default model (idempotent)
 	@bash scripts/setup.sh
+
+setup-tests:  ## setup, plus what only the tests need (Chromium, redis-server, the MSRA test split)
+	@bash scripts/setup.sh --for-tests
 
 SECURE ?=
 up: setup  ## start the local cluster (only what is missing) and wait until it serves; SECURE=1: ACLs, gossip encryption, tight rate limit (docs/SECURITY.md)
@@ -21,20 +24,23 @@ scale:  ## grow or shrink the running cluster: make scale WORKERS=N
 status:  ## each worker: ID, address, health, model, in-flight and served requests
 	@$(PY) scripts/cluster.py status
 
-test: setup  ## the whole test suite, against real Consul, nginx and gunicorn
+test: setup-tests  ## the whole test suite, against real Consul, nginx and gunicorn
 	@$(PY) -m pytest
 
-test-unit: setup
+test-unit: setup-tests
 	@$(PY) -m pytest tests/unit
 
-test-integration: setup
+test-integration: setup-tests
 	@$(PY) -m pytest tests/integration
 
-test-web: setup  ## the web page in headless Chromium against a real cluster
+test-web: setup-tests  ## the web page in headless Chromium against a real cluster
 	@$(PY) -m pytest tests/integration/test_web_page.py
 
 bench-metrics:  ## µs/request with metrics on vs off (in-memory and multiprocess)
 	@$(PY) bench/metrics_overhead.py && $(PY) bench/metrics_overhead.py --multiprocess
+
+bench:  ## model-path speed side by side (pipeline vs onnx FP32/INT8, micro-batching, cache) and end-to-end QPS
+	@$(PY) -m bench.bench_models
 
 clean: down
 	rm -rf .run

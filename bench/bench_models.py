@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -202,12 +203,13 @@ def e2e(label: str, model_dir: Path, quantize: str, rates: Sequence[float], cach
                 elapsed = max(1e-9, load.stopped_at - load.started_at)
                 ok = sum(1 for r in load.records if r.ok)
                 errors = len(load.records) - ok
+                failed = Counter(str(r.status or r.error) for r in load.records if not r.ok)
                 p = latency_ms(load.records)
                 step = {"model": label, "workers": workers, "target_rate": rate, "qps": ok / elapsed,
                         "p50_ms": p["p50"], "p95_ms": p["p95"], "errors": errors,
-                        "generator_cpu_pct": 100 * load.cpu_seconds / elapsed}  # fmt: skip
+                        "generator_cpu_pct": 100 * load.cpu_seconds / elapsed, "failed": dict(failed)}  # fmt: skip
                 print(f"  e2e {label:<24} workers={workers} target {rate:6.0f}/s -> {step['qps']:7.1f}/s  "
-                      f"p50 {p['p50'] or 0:7.1f} ms  p95 {p['p95'] or 0:7.1f} ms  errors {errors}  "
+                      f"p50 {p['p50'] or 0:7.1f} ms  p95 {p['p95'] or 0:7.1f} ms  errors {errors} {dict(failed)}  "
                       f"generator CPU {step['generator_cpu_pct']:.0f}% of a core", flush=True)  # fmt: skip
                 passed = errors == 0 and (p["p95"] or 1e9) <= P95_BUDGET_MS and step["qps"] >= 0.95 * rate
                 if passed:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the cluster and its tests need, idempotently: nginx (Debian package),
+# Install what the cluster (and with --for-tests, its test suite) needs, idempotently: nginx,
 # the Consul 1.8.7 binary (project-local, sha256-verified), a project-local virtualenv
 # with the pinned Python packages, and the generated default model.
 set -euo pipefail
@@ -11,18 +11,21 @@ STAMP="$VENV/.requirements.sha256"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-    say "installing nginx (Debian package)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends nginx >/dev/null
+# Debian packages: the gateway always; for the test suite also the browser (web page test,
+# with a Chinese font) and redis-server (shared result cache). `setup.sh --for-tests`.
+need_apt=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+if [ "${1:-}" = "--for-tests" ]; then
+    [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+    [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
+    fc-list :lang=zh 2>/dev/null | grep -q . || need_apt+=(fonts-wqy-zenhei)
+    command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 fi
-
-if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || ! fc-list :lang=zh 2>/dev/null | grep -q .; then
-    say "installing chromium, chromedriver and a Chinese font (browser test of the web page)"
+if [ ${#need_apt[@]} -gt 0 ]; then
+    say "installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-wqy-zenhei >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 say "consul"
