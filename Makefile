@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WORKERS ?= 2
 
-.PHONY: setup setup-tests bench up down scale status test test-unit test-integration test-web bench-metrics clean
+.PHONY: setup setup-tests bench up down scale status test test-unit test-integration test-web bench-metrics chaos soak clean
 
 setup:  ## install nginx, Consul, the Python packages and the default model (idempotent)
 	@bash scripts/setup.sh
@@ -41,6 +41,12 @@ bench-metrics:  ## µs/request with metrics on vs off (in-memory and multiproces
 
 bench:  ## model-path speed side by side (pipeline vs onnx FP32/INT8, micro-batching, cache) and end-to-end QPS
 	@$(PY) -m bench.bench_models
+
+chaos: setup  ## one failure at a time under load through the gateway; prints a table per scenario
+	@$(PY) -m bench.chaos
+
+soak: setup  ## 10 minutes at ~70 % of capacity: errors, worker RSS and fds over time
+	@$(PY) -m bench.soak --minutes 10
 
 clean: down
 	rm -rf .run
