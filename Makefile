@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WORKERS ?= 2
 
-.PHONY: setup setup-tests bench up down scale status test test-unit test-integration test-web bench-metrics chaos soak clean
+.PHONY: setup setup-tests bench up down scale status test test-unit test-integration test-web bench-metrics chaos soak test-compose test-multihost clean
 
 setup:  ## install nginx, Consul, the Python packages and the default model (idempotent)
 	@bash scripts/setup.sh
@@ -47,6 +47,12 @@ chaos: setup  ## one failure at a time under load through the gateway; prints a 
 
 soak: setup  ## 10 minutes at ~70 % of capacity: errors, worker RSS and fds over time
 	@$(PY) -m bench.soak --minutes 10
+
+test-compose: setup-tests  ## docker-compose.yml on real containers: podman + runc, local stand-in base images (root)
+	@NER_TEST_COMPOSE=1 $(PY) -m pytest tests/compose
+
+test-multihost: setup-tests  ## a cluster over three network-namespace hosts: link cut, leader kill (root)
+	@NER_TEST_MULTIHOST=1 $(PY) -m pytest tests/multihost
 
 clean: down
 	rm -rf .run

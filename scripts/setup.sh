@@ -20,6 +20,12 @@ if [ "${1:-}" = "--for-tests" ]; then
     [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
     fc-list :lang=zh 2>/dev/null | grep -q . || need_apt+=(fonts-wqy-zenhei)
     command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+    # compose on real containers (podman + runc) and the multi-host test; iptables is not
+    # pulled in without recommends, and podman's network stack needs it.
+    for tool in podman runc debootstrap docker-compose iptables curl; do
+        command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
+    done
+    [ -x /usr/lib/podman/netavark ] || need_apt+=(netavark aardvark-dns)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     say "installing Debian packages: ${need_apt[*]}"
