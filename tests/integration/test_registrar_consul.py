@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(not CONSUL_BIN.exists(), reason="Consul binary n
 
 class HealthHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        status = 200 if self.path == "/health" else 404
+        status = 200 if self.path.split("?")[0] == "/health" else 404
         body = b'{"status": "ok"}' if status == 200 else b"{}"
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -116,7 +116,8 @@ class TestRegistration:
         assert len(checks) == 1
         assert (checks[0]["Type"], checks[0]["Status"]) == ("http", "passing")
         # Consul 1.8 leaves Definition empty here; the output names the URL it probed
-        assert checks[0]["Output"].startswith(f"HTTP GET http://127.0.0.1:{health_port}/health: 200")
+        url = f"http://127.0.0.1:{health_port}/health?id={registrar.instance_id}"
+        assert checks[0]["Output"].startswith(f"HTTP GET {url}: 200")
 
     def test_instance_whose_health_endpoint_is_down_never_passes(self, agent: ConsulAgent,
                                                                  registrar: Registrar) -> None:
@@ -186,10 +187,10 @@ class TestOperatorCli:
         result = run_cli(agent, "list")
         assert result.returncode == 0, result.stderr
         header, *rows = result.stdout.splitlines()
-        assert header.split() == ["ID", "ADDRESS", "STATUS", "MODEL", "NODE"]
+        assert header.split() == ["ID", "ADDRESS", "STATUS", "MODEL", "IN-FLIGHT", "SERVED", "NODE"]
         row = next(r for r in rows if r.startswith(registrar.instance_id))
         assert row.split() == [registrar.instance_id, f"127.0.0.1:{health_port}", "passing",
-                               "raner-tiny@0123456789ab", "test-consul"]
+                               "raner-tiny@0123456789ab", "?", "?", "test-consul"]  # no /metrics here
 
     def test_drain_puts_the_instance_into_maintenance_out_of_passing(
             self, agent: ConsulAgent, registrar: Registrar, health_port: int) -> None:
