@@ -7,7 +7,7 @@
 #     -config-file=consul/local.json -config-file=consul/secure.hcl \
 #     -config-file=RUN_DIR/secrets/consul-gossip.json   # {"encrypt": "<consul keygen>"}, 0600
 #
-# A compose profile mounts this file read-only and the gossip file as a secret (docs/SECURITY.md).
+# docker-compose.secure.yml mounts this file read-only and the gossip file from a volume (docs/SECURITY.md).
 # Tokens are never put here: the bootstrap token comes from `consul acl bootstrap`, the role
 # tokens from scripts/securemode.py, and the agent's own token is set through the API and kept
 # by enable_token_persistence in DATA_DIR/acl-tokens.json (0600).

@@ -29,6 +29,11 @@ Path(prefix, "nginx.conf").write_text(
 # until the first real render.
 Path(upstream).write_text(r.render(Path(etc, "upstream.ctmpl").read_text(), []))
 PY
+# Secured compose form: scripts/securemode.py is mounted here and writes the per-client rate
+# limit (NER_GATEWAY_RATE / NER_GATEWAY_BURST, secure defaults). Absent: no limit, as before.
+if [ -f "$etc/securemode.py" ]; then
+    python3 "$etc/securemode.py" limits --out "$prefix/limits.d/rate.conf"
+fi
 nginx -q -t -p "$prefix" -c "$conf"
 cp "$upstream" "$upstream.good"
 

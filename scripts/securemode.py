@@ -3,7 +3,9 @@
 Used by `scripts/localcluster.py` (`make up SECURE=1`) and, from the command line, by whoever
 brings up a secured Consul elsewhere (a compose one-shot service, see docs/SECURITY.md):
 
+    python scripts/securemode.py gossip-key --secrets DIR
     python scripts/securemode.py init --consul 127.0.0.1:8500 --secrets DIR [--node NAME]
+    python scripts/securemode.py limits --out FILE      # gateway: NER_GATEWAY_RATE / _BURST
 
 Secrets are only ever written to files of mode 0600 inside a 0700 directory and are never
 logged or printed: messages name the file and the token's AccessorID (its public identifier).
@@ -12,9 +14,12 @@ Everything here is idempotent: run it again and it only creates what is missing.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
+import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -123,15 +128,21 @@ class SecretStore:
         return found
 
 
-def ensure_gossip_key(store: SecretStore, consul_bin: Path) -> Path:
-    """Generate the gossip key with `consul keygen` once; return the config file holding it."""
+def ensure_gossip_key(store: SecretStore, consul_bin: Path | None) -> Path:
+    """Generate the gossip key once; return the config file holding it.
+
+    With `consul keygen` when consul_bin is given, else the same thing in Python (32 random
+    bytes, base64), for images without the consul binary (the compose one-shot).
+    """
     path = store.file(GOSSIP_CONFIG)
     if store.read(GOSSIP_CONFIG):
         os.chmod(path, 0o600)
         return path
-    result = subprocess.run([str(consul_bin), "keygen"], capture_output=True, text=True, timeout=30,
-                            check=True)
-    key = result.stdout.strip()
+    if consul_bin is None:
+        key = base64.b64encode(secrets.token_bytes(32)).decode()
+    else:
+        key = subprocess.run([str(consul_bin), "keygen"], capture_output=True, text=True, timeout=30,
+                             check=True).stdout.strip()
     if not re.fullmatch(r"[A-Za-z0-9+/]{43}=|[A-Za-z0-9+/]{22}==", key):
         raise RuntimeError("consul keygen returned something that is not a gossip key")
     return store.write(GOSSIP_CONFIG, json.dumps({"encrypt": key}))
@@ -365,7 +376,7 @@ def limits_snippet(limit: RateLimit, mode: str) -> str | None:
         return None
     if not RATE_RE.fullmatch(limit.rate) or limit.burst < 0:
         raise ValueError(f"bad rate limit {limit}")
-    return (f"# Written by scripts/localcluster.py ({mode} mode); see docs/SECURITY.md.\n"
+    return (f"# Written by scripts/securemode.py limits_snippet ({mode} mode); see docs/SECURITY.md.\n"
             f"# Per client address: {limit.rate}, bursts of {limit.burst} answered at once,\n"
             "# beyond that 429 (JSON, Retry-After) until the client slows down.\n"
             f"limit_req_zone $ner_rate_key zone=ner_per_client:10m rate={limit.rate};\n"
@@ -386,12 +397,24 @@ def main(argv: list[str] | None = None) -> int:
     init.add_argument("--timeout", type=float, default=60.0)
     keygen = sub.add_parser("gossip-key", help="write SECRETS/consul-gossip.json with `consul keygen`")
     keygen.add_argument("--secrets", type=Path, required=True)
-    keygen.add_argument("--consul-bin", type=Path, default=Path("consul"))
+    keygen.add_argument("--consul-bin", type=Path, default=None,
+                        help="consul binary for `consul keygen` (default: consul on PATH, else Python)")
+    limits = sub.add_parser("limits", help="write the gateway's rate-limit snippet (secure defaults) "
+                                           "from NER_GATEWAY_RATE / NER_GATEWAY_BURST")
+    limits.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     try:
-        if args.command == "gossip-key":
-            say(f"gossip key in {ensure_gossip_key(SecretStore(args.secrets), args.consul_bin)}")
+        if args.command == "limits":
+            snippet = limits_snippet(RateLimit.from_env(os.environ, secure=True), "secure")
+            if snippet is None:
+                args.out.unlink(missing_ok=True)
+            else:
+                args.out.write_text(snippet)
+            say(f"gateway rate limit: {snippet.splitlines()[1][2:] if snippet else 'off'}")
+        elif args.command == "gossip-key":
+            consul_bin = args.consul_bin or (Path(found) if (found := shutil.which("consul")) else None)
+            say(f"gossip key in {ensure_gossip_key(SecretStore(args.secrets), consul_bin)}")
         else:
             setup = ensure_acls(args.consul, SecretStore(args.secrets), node=args.node,
                                 timeout=args.timeout, say=say)

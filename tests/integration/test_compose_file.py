@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -24,19 +25,25 @@ def compose_command() -> list[str] | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def resolved() -> dict:
-    """The compose file as the tool resolves it (anchors merged, defaults filled in)."""
+def resolve_config(*files: Path) -> dict:
+    """Compose files as the tool merges and resolves them (anchors, overrides, defaults)."""
     command = compose_command()
     if command is None:
         pytest.skip("neither docker-compose nor `docker compose` is installed (setup.sh installs docker-compose)")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NER_", "PYTHON_IMAGE", "NGINX_IMAGE"))}
-    check = subprocess.run([*command, "-f", str(COMPOSE_FILE), "config", "-q"], capture_output=True,
+    args = [arg for path in files for arg in ("-f", str(path))]
+    check = subprocess.run([*command, *args, "config", "-q"], capture_output=True,
                            text=True, timeout=60, env=env, cwd=REPO_ROOT)
     assert check.returncode == 0, check.stderr
-    full = subprocess.run([*command, "-f", str(COMPOSE_FILE), "config"], capture_output=True,
+    full = subprocess.run([*command, *args, "config"], capture_output=True,
                           text=True, timeout=60, env=env, cwd=REPO_ROOT, check=True)
     return yaml.safe_load(full.stdout)
+
+
+@pytest.fixture(scope="module")
+def resolved() -> dict:
+    """The compose file as the tool resolves it (anchors merged, defaults filled in)."""
+    return resolve_config(COMPOSE_FILE)
 
 
 def test_workers_publish_no_host_port_so_they_scale(resolved: dict) -> None:

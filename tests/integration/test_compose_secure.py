@@ -1,0 +1,197 @@
+"""The secured compose form (docker-compose.secure.yml): checked statically, its entrypoint
+logic run in a shell, and its one-shots' commands run against a real Consul 1.8.7 configured
+as the compose server is (consul/compose.json + consul/secure.hcl + a generated gossip key).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+from scripts.securemode import SecretStore
+from tests.integration.test_compose_file import COMPOSE_FILE, resolve_config
+from tests.support.consul import ConsulAgent
+from tests.support.processes import LOCAL_BIN, REPO_ROOT, ManagedProcess, free_port
+
+SECURE_FILE = REPO_ROOT / "docker-compose.secure.yml"
+WITH_TOKEN = REPO_ROOT / "nginx-template" / "with-consul-token.sh"
+PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
+
+
+@pytest.fixture(scope="module")
+def merged() -> dict:
+    """docker-compose.yml + docker-compose.secure.yml as the compose tool merges them."""
+    return resolve_config(COMPOSE_FILE, SECURE_FILE)
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """Mount target -> "source:mode" (docker-compose 1.x short form or compose v2 long form)."""
+    found = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            found[volume["target"]] = f"{volume['source']}:{'ro' if volume.get('read_only') else 'rw'}"
+        else:
+            source, target, *mode = volume.split(":")
+            found[target] = f"{source}:{mode[0] if mode else 'rw'}"
+    return found
+
+
+def host_ips(service: dict) -> set[str]:
+    return {p.get("host_ip", "") if isinstance(p, dict) else str(p).rsplit(":", 2)[0] for p in service["ports"]}
+
+
+# ---- the merged compose config -------------------------------------------------------------
+
+
+def test_consul_runs_with_secure_hcl_and_the_gossip_key_and_publishes_on_loopback_only(merged):
+    consul = merged["services"]["consul"]
+    assert mounts(consul)["/consul/config/secure.hcl"].endswith("consul/secure.hcl:ro")
+    assert mounts(consul)["/secrets"] == "secrets:ro"
+    assert "-config-file=/consul/config/secure.hcl" in consul["command"]
+    assert "-config-file=/secrets/consul-gossip.json" in consul["command"]
+    assert consul["depends_on"]["gossip-key"]["condition"] == "service_completed_successfully"
+    assert host_ips(consul) == {"127.0.0.1"}
+
+
+def test_acl_init_runs_securemode_init_after_consul_and_workers_and_gateway_wait_for_it(merged):
+    services = merged["services"]
+    init = services["acl-init"]
+    assert "python scripts/securemode.py init --consul consul:8500 --secrets /secrets" in " ".join(init["command"])
+    assert "consul" in init["depends_on"] and init["restart"] == "no"
+    assert mounts(init)["/secrets"] == "secrets:rw"
+    for name in ("worker", "gateway"):
+        assert services[name]["depends_on"]["acl-init"]["condition"] == "service_completed_successfully"
+
+
+def test_workers_and_gateway_mount_only_their_own_token_read_only(merged):
+    services = merged["services"]
+    assert mounts(services["worker"])["/secrets"] == "worker-token:ro"
+    assert mounts(services["gateway"])["/secrets"] == "gateway-token:ro"
+    assert {"secrets", "worker-token", "gateway-token"} <= set(merged["volumes"])
+
+
+def test_no_token_in_any_environment_and_the_gateway_gets_the_rate_limit_settings(merged):
+    for name, service in merged["services"].items():
+        assert not any("TOKEN" in key for key in (service.get("environment") or {})), name
+    assert {"NER_GATEWAY_RATE", "NER_GATEWAY_BURST"} <= set(merged["services"]["gateway"]["environment"])
+
+
+def test_the_normal_form_keeps_its_services_and_publishes_consul_on_loopback_by_default():
+    normal = resolve_config(COMPOSE_FILE)
+    assert not {"acl-init", "gossip-key"} & set(normal["services"])
+    assert host_ips(normal["services"]["consul"]) == {"127.0.0.1"}
+
+
+def test_images_start_through_the_token_entrypoint_and_ship_securemode():
+    worker = (REPO_ROOT / "worker" / "Dockerfile").read_text()
+    gateway = (REPO_ROOT / "nginx-template" / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["with-consul-token", "/secrets/worker.token"]' in worker
+    assert "scripts/securemode.py" in worker and "with-consul-token.sh" in worker
+    assert '"/etc/ner-gateway/with-consul-token.sh", "/secrets/gateway.token"' in gateway
+
+
+# ---- the entrypoint's token export -----------------------------------------------------------
+
+
+def run_entrypoint(token_file: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    command = 'printf "%s" "${CONSUL_HTTP_TOKEN-<unset>}"'
+    return subprocess.run(["sh", str(WITH_TOKEN), str(token_file), "sh", "-c", command], env=env,
+                          capture_output=True, text=True, timeout=10)
+
+
+def test_the_entrypoint_exports_the_token_only_when_the_file_exists(tmp_path):
+    env = {"PATH": os.environ["PATH"]}
+    token = tmp_path / "worker.token"
+    without = run_entrypoint(token, env)
+    assert (without.returncode, without.stdout, without.stderr) == (0, "<unset>", "")
+    token.write_text("0e8c0c2a-secret\n")
+    exported = run_entrypoint(token, env)
+    assert (exported.returncode, exported.stdout, exported.stderr) == (0, "0e8c0c2a-secret", "")
+    # An explicitly set token wins over the file.
+    assert run_entrypoint(token, {**env, "CONSUL_HTTP_TOKEN": "explicit"}).stdout == "explicit"
+
+
+# ---- the one-shots' commands against a real secured Consul -----------------------------------
+
+
+def securemode(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTHON, "scripts/securemode.py", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+@pytest.fixture(scope="module")
+def secured_consul(tmp_path_factory) -> Iterator[tuple[ConsulAgent, SecretStore, str]]:
+    """Consul 1.8.7 as the compose server runs it, after the gossip-key and acl-init one-shots."""
+    workdir = tmp_path_factory.mktemp("compose-secure")
+    store = SecretStore(workdir / "secrets")
+    # As in the image: no consul binary on PATH, so the key comes from Python.
+    keygen = securemode("gossip-key", "--secrets", str(store.path), env={"PATH": "/usr/bin:/bin"})
+    assert keygen.returncode == 0, keygen.stderr
+    http_port = free_port()
+    local = workdir / "local.json"  # what differs from the container: loopback, free ports, data dir
+    local.write_text(json.dumps({
+        "bind_addr": "127.0.0.1", "client_addr": "127.0.0.1", "data_dir": str(workdir / "data"),
+        "ports": {"http": http_port, "dns": -1, "grpc": -1, "serf_lan": free_port(), "serf_wan": free_port(),
+                  "server": free_port()}}))
+    argv = [str(LOCAL_BIN / "consul"), "agent", "-ui", f"-config-file={REPO_ROOT / 'consul' / 'compose.json'}",
+            f"-config-file={REPO_ROOT / 'consul' / 'secure.hcl'}", f"-config-file={store.file('consul-gossip.json')}",
+            f"-config-file={local}"]
+    agent = ConsulAgent(ManagedProcess("consul", argv, workdir / "consul.log"), http_port, workdir / "data", local)
+    agent.process.start()
+    try:
+        agent.wait_ready()
+        init = securemode("init", "--consul", agent.http_addr, "--secrets", str(store.path))
+        assert init.returncode == 0, init.stderr
+        yield agent, store, init.stderr + keygen.stderr
+    finally:
+        agent.process.stop()
+
+
+def register(agent: ConsulAgent, token: str | None, name: str = "ner-worker") -> requests.Response:
+    headers = {"X-Consul-Token": token} if token else {}
+    return requests.put(f"{agent.url}/v1/agent/service/register", headers=headers, timeout=5,
+                        json={"Name": name, "ID": f"{name}-compose-test", "Address": "127.0.0.1", "Port": 9})
+
+
+def test_the_worker_token_registers_ner_worker_and_anonymous_requests_cannot(secured_consul):
+    agent, store, _ = secured_consul
+    assert register(agent, None).status_code == 403
+    assert register(agent, store.token("gateway")).status_code == 403
+    assert register(agent, store.token("worker"), name="other-service").status_code == 403
+    assert register(agent, store.token("worker")).status_code == 200
+    assert agent.get("/v1/agent/services").json() == {}  # anonymous reads see nothing
+    assert "Gossip: true" in agent.process.log_path.read_text()
+
+
+def test_the_consul_healthcheck_command_works_without_a_token(secured_consul):
+    agent, _, _ = secured_consul
+    env = {"PATH": os.environ["PATH"], "CONSUL_HTTP_ADDR": agent.http_addr}
+    check = subprocess.run([str(LOCAL_BIN / "consul"), "catalog", "datacenters"], env=env,
+                           capture_output=True, text=True, timeout=10)
+    assert check.returncode == 0 and check.stdout.strip() == "dc1", check.stderr
+
+
+def test_init_is_idempotent_and_no_secret_reaches_the_output(secured_consul):
+    agent, store, output = secured_consul
+    again = securemode("init", "--consul", agent.http_addr, "--secrets", str(store.path))
+    assert again.returncode == 0 and "nothing new" in again.stderr, again.stderr
+    secrets = store.all_secrets()
+    assert {"bootstrap.token", "worker.token", "gateway.token", "agent.token", "operator.token",
+            "consul-gossip.json"} == set(secrets)
+    for text in (output, again.stdout + again.stderr,
+                 *(p.read_text() for p in (COMPOSE_FILE, SECURE_FILE, REPO_ROOT / "consul" / "secure.hcl"))):
+        assert not any(value in text for value in secrets.values())
+
+
+def test_the_gateway_limits_command_writes_secure_defaults_or_nothing(tmp_path):
+    out = tmp_path / "rate.conf"
+    written = securemode("limits", "--out", str(out), env={"PATH": os.environ["PATH"]})
+    assert written.returncode == 0, written.stderr
+    assert "rate=20r/s" in out.read_text() and "burst=40 " in out.read_text()
+    off = securemode("limits", "--out", str(out), env={"PATH": os.environ["PATH"], "NER_GATEWAY_RATE": "off"})
+    assert off.returncode == 0 and not out.exists()
