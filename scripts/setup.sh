@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the cluster (and with --for-tests, its test suite) needs, idempotently: nginx,
 # the Consul 1.8.7 binary (project-local, sha256-verified), a project-local virtualenv
-# with the pinned Python packages, and the generated default model.
+# with the pinned Python packages; for the tests also a generated model and the MSRA corpus.
+# The default model ships in models/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,5 +49,8 @@ else
     say "python packages up to date in $VENV"
 fi
 
-say "default model"
-"$VENV/bin/python" scripts/make_model.py "${NER_MODEL_DIR:-.local/models/raner-tiny-random}"
+if [ "${1:-}" = "--for-tests" ]; then
+    say "test model with random weights (generated) and the MSRA corpus (sha256-checked)"
+    "$VENV/bin/python" scripts/make_model.py .local/models/raner-tiny-random
+    "$VENV/bin/python" scripts/fetch_msra.py
+fi

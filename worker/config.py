@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Mapping
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL_DIR = REPO_ROOT / ".local" / "models" / "raner-tiny-random"
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "raner-msra-lstm"
 DEFAULT_CACHE_DIR = REPO_ROOT / ".local" / "cache"
 QUANTIZE_MODES = ("fp32", "int8")
 

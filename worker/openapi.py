@@ -39,7 +39,7 @@ def _schemas(config: WorkerConfig) -> dict[str, Any]:
         },
         "Entities": {"type": "array", "items": _ref("Entity"),
                      "description": "Ordered by start offset."},
-        "Model": {"type": "string", "pattern": "^.+@.*$", "examples": ["raner-tiny-random@3f2a9c1d0b7e"],
+        "Model": {"type": "string", "pattern": "^.+@.*$", "examples": ["raner-msra-lstm@3f2a9c1d0b7e"],
                   "description": "name@version of the model that answered."},
         "SingleRequest": {
             "type": "object", "required": ["text"], "additionalProperties": False,

@@ -15,7 +15,7 @@ from scripts.localcluster import LocalCluster, load_config
 from tests.support.processes import REPO_ROOT, free_port
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-DEFAULT_MODEL = REPO_ROOT / ".local" / "models" / "raner-tiny-random"
+DEFAULT_MODEL = REPO_ROOT / "models" / "raner-msra-lstm"
 
 
 def cluster_config(run_dir: Path):

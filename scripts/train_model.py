@@ -1,0 +1,157 @@
+"""Train the default NER model from scratch on MSRA and write a ModelScope lstm-crf directory.
+
+Usage:
+    python scripts/train_model.py [--config scripts/train_model.json] [--output DIR]
+
+Reproducible: fixed seed, checked data, one thread count. The directory holds configuration.json,
+config.json, vocab.txt, tokenizer_config.json, pytorch_model.bin, metrics.json and README.md;
+its test scores come from the serving backend (the same code as `make eval`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from scripts.training import modelcard, msra  # noqa: E402
+from scripts.training.tags import bies_labels  # noqa: E402
+from scripts.training.vocab import CharEncoder, build_vocab, char_counts, rare_ids  # noqa: E402
+
+DEFAULT_CONFIG = REPO / "scripts" / "train_model.json"
+
+
+def machine() -> dict[str, object]:
+    """Where the run happened: training time means little without it."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def split_dev(sentences: list[msra.Sentence], dev_size: int, seed: int) -> tuple[list, list]:
+    """A seeded random dev split held out of the training file (it shares documents with training,
+    so its F1 runs above the test split's; it picks the epoch, it does not estimate the score)."""
+    order = list(range(len(sentences)))
+    random.Random(seed).shuffle(order)
+    dev = set(order[:dev_size])
+    return [s for i, s in enumerate(sentences) if i not in dev], [s for i, s in enumerate(sentences) if i in dev]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument("--output", type=Path, help="model directory (default: the config's output_dir)")
+    parser.add_argument("--data-dir", type=Path, default=msra.DEFAULT_DATA_DIR)
+    parser.add_argument("--limit", type=int, default=0, help="use only N sentences of each file (a smoke run)")
+    args = parser.parse_args(argv)
+    config = json.loads(args.config.read_text(encoding="utf-8"))
+    output = (args.output or REPO / config["output_dir"]).resolve()
+    machine_info = machine()
+
+    import torch
+
+    from scripts.training.evaluation import evaluate_backend
+    from scripts.training.lstm_crf import Tagger, neutralise_padding, tie_rows_to_unk
+    from scripts.training.metrics import format_table
+    from scripts.training.modeldir import WEIGHTS_FILE, build_model, write_config_files
+    from scripts.training.training import TrainSettings, train
+    from worker.backends import load_backend
+
+    seed = config["seed"]
+    random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(config["torch_threads"])
+
+    paths = msra.fetch(args.data_dir)
+    all_train = msra.read_sentences(paths["train"])[: args.limit or None]
+    train_sentences, dev_sentences = split_dev(all_train, config["dev_size"], seed)
+    print(f"MSRA: {len(train_sentences)} training sentences, {len(dev_sentences)} held out for model selection")
+
+    labels = bies_labels()
+    counts = char_counts(sentence.text for sentence in train_sentences)
+    vocab = build_vocab(counts)
+    rare = rare_ids(vocab, counts, config["min_count"])
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Built beside the target and swapped in at the end: a failed run never leaves half a model.
+    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    work.chmod(0o755)
+    try:
+        dims = config["model"]
+        backbone = write_config_files(work, labels, vocab, dims["embed_width"], dims["lstm_hidden_size"])
+        encoder = CharEncoder(work, rare)
+        label_id = {label: i for i, label in enumerate(labels)}
+
+        def examples(sentences):
+            return [(encoder.encode(s.chars), [label_id[x] for x in s.labels]) for s in sentences]
+
+        train_set, dev_set = examples(train_sentences), examples(dev_sentences)
+        print(f"vocabulary {len(vocab)} tokens, {len(rare)} of them shipped as [UNK] (seen < {config['min_count']} times)")
+
+        model = build_model(work, len(labels), backbone)
+        bound = (3 / dims["embed_width"]) ** 0.5
+        torch.nn.init.uniform_(model.encoder.embedding.embedding.weight, -bound, bound)
+        regularisation = config["regularisation"]
+        tagger = Tagger(model, regularisation["embed_dropout"], regularisation["output_dropout"], regularisation["unk_rate"])
+        history = train(tagger, train_set, dev_set, labels, TrainSettings(**config["train"]), seed)
+
+        tie_rows_to_unk(model.encoder.embedding.embedding, rare)
+        residual = neutralise_padding(model)
+        torch.save(model.state_dict(), work / WEIGHTS_FILE)
+        print(f"best dev F1 {history.best_dev_f1:.4f} at epoch {history.best_epoch}; padding residual {residual:.1e}")
+
+        backend = load_backend("raner", work, torch_threads=config["torch_threads"])
+        started = time.monotonic()
+        test_sentences = msra.read_sentences(paths["test"])[: args.limit or None]
+        scores = evaluate_backend(backend, test_sentences)
+        print(format_table(scores))
+        machine_info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        metrics = modelcard.metrics(
+            scores=scores,
+            test_sentences=len(test_sentences),
+            eval_seconds=time.monotonic() - started,
+            config=config,
+            history=history,
+            data=msra.checksums(),
+            machine=machine_info,
+            torch_version=torch.__version__,
+            parameters=sum(p.numel() for p in model.parameters()),
+            vocab_size=len(vocab),
+            train_sentences=len(train_sentences),
+            dev_sentences=len(dev_sentences),
+        )
+        modelcard.write(work, metrics)
+        if output.exists():
+            shutil.rmtree(output)
+        work.rename(output)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"wrote {output} ({modelcard.size_mb(output):.1f} MB)")
+    print(f"F1 {scores['ALL'].f1:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The files of an lstm-crf model directory that ModelScope's NER pipeline loads unchanged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILES = ("configuration.json", "config.json", "tokenizer_config.json", "vocab.txt")
+WEIGHTS_FILE = "pytorch_model.bin"
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def backbone_config(vocab_size: int, embed_width: int, lstm_hidden_size: int) -> dict[str, Any]:
+    return {"type": "lstm", "vocab_size": vocab_size, "embed_width": embed_width, "lstm_hidden_size": lstm_hidden_size}
+
+
+def configuration_json(labels: list[str], backbone: dict[str, Any]) -> dict[str, Any]:
+    """ModelScope's configuration.json.
+
+    `model.backbone.type: lstm` makes the preprocessor skip [CLS]/[SEP] whatever the directory is
+    called (it otherwise decides by looking for "lstm" in the path, and the LSTM head does not
+    skip them, so every label would shift by one). `is_split_into_words` gives every character its
+    own token: the LSTM head labels the first N tokens, so a digit run tokenised as one word with
+    word pieces would shift all labels after it.
+    """
+    return {
+        "framework": "pytorch",
+        "task": "named-entity-recognition",
+        "model": {"type": "lstm-crf", "backbone": backbone},
+        "pipeline": {"type": "named-entity-recognition"},
+        "preprocessor": {"type": "sequence-labeling-tokenizer", "is_split_into_words": True},
+        "id2label": dict(enumerate(labels)),
+        "label2id": {label: i for i, label in enumerate(labels)},
+    }
+
+
+def config_json(labels: list[str], backbone: dict[str, Any]) -> dict[str, Any]:
+    """config.json: the head reads lstm_hidden_size and the label maps from here."""
+    return {
+        "model_type": "lstm",
+        "vocab_size": backbone["vocab_size"],
+        "embed_width": backbone["embed_width"],
+        "lstm_hidden_size": backbone["lstm_hidden_size"],
+        "num_labels": len(labels),
+        "id2label": {str(i): label for i, label in enumerate(labels)},
+        "label2id": {label: i for i, label in enumerate(labels)},
+    }
+
+
+def tokenizer_config_json() -> dict[str, Any]:
+    return {
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": True,
+        "tokenize_chinese_chars": True,
+        "strip_accents": None,
+        "model_max_length": 512,
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
+    }
+
+
+def write_config_files(
+    model_dir: Path, labels: list[str], vocab: list[str], embed_width: int, lstm_hidden_size: int
+) -> dict[str, Any]:
+    """Everything but the weights; returns the backbone config the model is built from."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    backbone = backbone_config(len(vocab), embed_width, lstm_hidden_size)
+    _write_json(model_dir / "configuration.json", configuration_json(labels, backbone))
+    _write_json(model_dir / "config.json", config_json(labels, backbone))
+    _write_json(model_dir / "tokenizer_config.json", tokenizer_config_json())
+    (model_dir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return backbone
+
+
+def build_model(model_dir: Path, num_labels: int, backbone: dict[str, Any]):
+    """The exact ModelScope class the pipeline builds, so weight names match by construction."""
+    from modelscope.models.nlp.lstm import LSTMForTokenClassificationWithCRF
+
+    return LSTMForTokenClassificationWithCRF(str(model_dir), num_labels=num_labels, backbone=dict(backbone))
