@@ -1,10 +1,11 @@
 """The onnx backend tags exactly like the reference ModelScope pipeline, from the same directory.
 
 Generated random-weight models of all three kinds (transformer-crf with a
-BERT or a StructBERT encoder, lstm-crf); the reference is the `raner`
-backend, one text per pipeline call. Random weights make near-ties common,
-so equality here is a strict test of tokenisation, emission positions and
-decoding.
+BERT or a StructBERT encoder, lstm-crf), and the shipped default model
+(trained lstm-crf, one token per character: `is_split_into_words`); the
+reference is the `raner` backend, one text per pipeline call. Random weights
+make near-ties common, so equality here is a strict test of tokenisation,
+emission positions and decoding.
 """
 
 from __future__ import annotations
@@ -26,6 +27,18 @@ from worker.entities import ENTITY_TYPES, Entity
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = 80  # MSRA test sentences per model; docs/BENCHMARKS.md has the full split
+SHIPPED = REPO / "models" / "raner-msra-lstm"  # the default model (is_split_into_words)
+SHIPPED_SAMPLE = 300
+# Digits, Latin letters and mixed case: where word pieces and one-token-per-character differ.
+MIXED = [
+    "苹果公司CEO库克在iPhone 15发布会上说，今年营收增长１２３％，达到3945.6亿美元。",
+    "G20峰会于2016年9月4日在杭州举行，IMF总裁拉加德和WTO总干事阿泽维多出席。",
+    "NBA球星LeBron James与耐克公司签约，UNESCO驻华代表处和BBC记者在北京报道。",
+    "张三（Zhang San）在ABC Company工作，电话13800138000，邮箱zhangsan@example.com。",
+    "中国移动5G用户突破1亿，华为Mate 60 Pro在深圳发布；微软Microsoft和IBM也在上海设立了研究院。",
+    "1997年7月1日香港回归，COVID-19疫情期间WHO总干事谭德塞访问了武汉市。",
+    "mixedCASE和ALLCAPS以及lowercase文字，A股B股H股，3M公司，7-Eleven便利店在广州。",
+]  # fmt: skip
 NEWS = [
     "新华社北京三月五日电，国务院总理李强在人民大会堂作政府工作报告。上海市和广东省代表团审议了报告；联合国秘书长古特雷斯表示欢迎！",
     "苹果公司CEO库克在IPHONE发布会上说，增长１２３％，达到45.6%。",
@@ -91,6 +104,25 @@ def test_fp32_entities_equal_the_reference_pipeline(kind, dirs, fast):
     differing = [text for text, a, b in zip(texts, expected, got) if a != b]
     assert differing == []
     assert sum(map(len, got)) > len(texts)  # random weights tag plenty: the comparison is not vacuous
+
+
+def test_shipped_model_fp32_entities_equal_the_reference_pipeline(cache_dir):
+    """The default model reads one token per character: digits and Latin runs are not word pieces."""
+    from tests.support.msra import read_split
+
+    texts = [text for text, _ in read_split()[:SHIPPED_SAMPLE]] + MIXED + NEWS
+    reference = RanerBackend.from_directory(SHIPPED)
+    expected = [reference.predict_batch([text])[0] for text in texts]  # one text per pipeline call
+    backend = FastBackend.from_directory(SHIPPED, cache_dir=cache_dir, threads=1)
+    try:
+        assert backend._tokenizer.split_into_words
+        got = backend.predict_batch(texts)
+    finally:
+        backend.close()
+    differing = [text for text, a, b in zip(texts, expected, got) if a != b]
+    assert differing == []
+    assert sum(map(len, got[:SHIPPED_SAMPLE])) > SHIPPED_SAMPLE // 3  # a trained model finds entities: not vacuous
+    assert all(got[len(texts) - len(NEWS) - len(MIXED) + i] for i in range(len(MIXED)))
 
 
 @pytest.mark.parametrize("kind", ["bert", "lstm"])

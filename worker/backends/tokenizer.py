@@ -6,6 +6,13 @@ each word starts, at a few microseconds per character. Input is text that
 spaces, so BERT's normaliser is the identity on it and only the
 pre-tokeniser (whitespace, punctuation, CJK characters) and the greedy
 longest-match word-piece step remain.
+
+A model whose preprocessor says `is_split_into_words` (character models such
+as the shipped lstm-crf one) is tokenised differently by ModelScope: every
+character, space included, is a word of its own, encoded alone (a space
+encodes to nothing and becomes `[UNK]`), so digit and Latin runs are never
+joined into word pieces. `WordPieceTokenizer(split_into_words=True)` gives
+those ids.
 """
 
 from __future__ import annotations
@@ -40,6 +47,31 @@ def is_punctuation(char: str) -> bool:
     return unicodedata.category(char).startswith("P")
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def split_into_words(model_dir: Path) -> bool:
+    """Whether ModelScope's preprocessor tokenises this directory's input one character per word.
+
+    Read where ModelScope reads it: the inference preprocessor's config in
+    configuration.json (the `preprocessor` section itself when it has a
+    `type`, else its `val` sub-section), then the tokenizer's own init
+    kwargs (tokenizer_config.json).
+    """
+    model_dir = Path(model_dir)
+    section = _read_json(model_dir / "configuration.json").get("preprocessor")
+    if isinstance(section, dict) and "type" not in section and isinstance(section.get("val"), dict):
+        section = section["val"]
+    if isinstance(section, dict) and "is_split_into_words" in section:
+        return bool(section["is_split_into_words"])
+    return bool(_read_json(model_dir / "tokenizer_config.json").get("is_split_into_words", False))
+
+
 def load_vocab(path: Path) -> dict[str, int]:
     """vocab.txt as BertTokenizer reads it: one token per line, a later duplicate wins."""
     vocab: dict[str, int] = {}
@@ -68,10 +100,12 @@ class WordPieceTokenizer:
         lowercase: bool = True,
         add_special_tokens: bool = True,
         canonical: Callable[[str], str] | None = None,
+        split_into_words: bool = False,
     ) -> None:
         self.vocab = vocab
         self.lowercase = lowercase
         self.add_special_tokens = add_special_tokens
+        self.split_into_words = split_into_words
         self._canonical = canonical
         self.unk_id = vocab["[UNK]"]
         self.cls_id = vocab.get("[CLS]", self.unk_id)
@@ -82,12 +116,9 @@ class WordPieceTokenizer:
 
     @classmethod
     def from_directory(cls, model_dir: Path, *, add_special_tokens: bool = True) -> WordPieceTokenizer:
-        """Vocabulary and casing from a RaNER directory's vocab.txt and tokenizer_config.json."""
+        """Vocabulary, casing and word splitting from a RaNER directory's vocab.txt and configs."""
         model_dir = Path(model_dir)
-        settings: dict = {}
-        config_file = model_dir / "tokenizer_config.json"
-        if config_file.is_file():
-            settings = json.loads(config_file.read_text(encoding="utf-8"))
+        settings = _read_json(model_dir / "tokenizer_config.json")
         lowercase = bool(settings.get("do_lower_case", True))
         strip_accents = settings.get("strip_accents")
         return cls(
@@ -95,6 +126,7 @@ class WordPieceTokenizer:
             lowercase=lowercase,
             add_special_tokens=add_special_tokens,
             canonical=bert_normalizer(lowercase, strip_accents, bool(settings.get("tokenize_chinese_chars", True))),
+            split_into_words=split_into_words(model_dir),
         )
 
     def normalizer(self) -> TextNormalizer:
@@ -170,6 +202,8 @@ class WordPieceTokenizer:
 
     def encode(self, text: str) -> Encoding:
         """Ids with [CLS]/[SEP] when the model uses them, and where each word's first token is."""
+        if self.split_into_words:
+            return self._encode_characters(text)
         ids: list[int] = [self.cls_id] if self.add_special_tokens else []
         starts: list[int] = []
         offsets = self.words(text)
@@ -185,6 +219,28 @@ class WordPieceTokenizer:
         if self.add_special_tokens:
             ids.append(self.sep_id)
         return Encoding(ids, starts, offsets)
+
+    def _encode_characters(self, text: str) -> Encoding:
+        """ModelScope's is_split_into_words inference encoding: one word and one token per character.
+
+        Each character is encoded alone; one that encodes to nothing (a space)
+        becomes [UNK]. Models with [CLS]/[SEP] (not lstm) also get ModelScope's
+        prompt separator rule: a literal "[SEP]" in the text is one [SEP]
+        token, and no character from it on is labelled.
+        """
+        vocab, unk = self.vocab, self.unk_id
+        ids: list[int] = [self.cls_id] if self.add_special_tokens else []
+        separator = text.find("[SEP]") if self.add_special_tokens else -1
+        before = text if separator < 0 else text[:separator]
+        ids.extend(unk if char.isspace() else vocab.get(char, unk) for char in before)
+        words = len(before)
+        if separator >= 0:
+            ids.append(self.sep_id)
+            ids.extend(unk if char.isspace() else vocab.get(char, unk) for char in text[separator + 5 :])
+        if self.add_special_tokens:
+            ids.append(self.sep_id)
+        first = 1 if self.add_special_tokens else 0
+        return Encoding(ids, list(range(first, first + words)), [(i, i + 1) for i in range(words)])
 
 
 def bert_normalizer(lowercase: bool, strip_accents: bool | None, chinese_chars: bool) -> Callable[[str], str]:
