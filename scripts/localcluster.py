@@ -416,10 +416,23 @@ class LocalCluster:
         response.raise_for_status()
         return [entry["Service"] for entry in response.json()]
 
-    def wait_workers_passing(self, count: int, timeout: float = 60) -> float:
-        """Wait until exactly the running workers are passing in Consul."""
+    def _start_missing(self, count: int) -> None:
+        for _ in range(count - len(self.workers())):
+            proc = self.start_worker()
+            self.say(f"{proc.name}: starting on 127.0.0.1:{proc.port}")
+
+    def wait_workers_passing(self, count: int, timeout: float = 60, replace_dead: bool = False) -> float:
+        """Wait until count workers run and each one's port passes in Consul.
+
+        With replace_dead, a worker that dies meanwhile (one killed just before `up`) is
+        replaced instead of being waited for.
+        """
         def settled() -> bool:
-            return len(self.passing()) == count
+            if replace_dead:
+                self._start_missing(count)
+            ports = {proc.port for proc in self.workers().values()}
+            passing = self.passing()
+            return len(ports) == count and len(passing) == count and {s["Port"] for s in passing} == ports
         try:
             return wait_for(settled, timeout, f"{count} passing workers")
         except TimeoutError as error:
@@ -496,12 +509,9 @@ class LocalCluster:
                 if name in live:
                     self._stop([live[name]])
             self.start_gateway()
-        missing = workers - len(self.workers())
-        for _ in range(max(0, missing)):
-            proc = self.start_worker()
-            self.say(f"{proc.name}: starting on 127.0.0.1:{proc.port}")
-        running = len(self.workers())
-        took = self.wait_workers_passing(running)
+        running = max(workers, len(self.workers()))
+        self._start_missing(running)
+        took = self.wait_workers_passing(running, replace_dead=True)
         self.say(f"workers: {running} passing in Consul after {took:.1f}s")
         if running:
             self.wait_gateway_serving()
@@ -519,9 +529,7 @@ class LocalCluster:
             raise ValueError("WORKERS must be 0 or more")
         current = self.workers()
         if len(current) < count:
-            for _ in range(count - len(current)):
-                proc = self.start_worker()
-                self.say(f"{proc.name}: starting on 127.0.0.1:{proc.port}")
+            self._start_missing(count)
         elif len(current) > count:
             extra = list(current.values())[count:]
             self.say(f"draining {', '.join(p.name for p in extra)}")

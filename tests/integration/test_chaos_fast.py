@@ -88,6 +88,7 @@ def test_a_hung_worker_leaves_the_upstream_once_its_checks_time_out(two_workers,
     finally:
         os.killpg(victim.pid, signal.SIGKILL)
         os.killpg(victim.pid, signal.SIGCONT)
+        wait_for(lambda: not victim.alive(), 10, "the hung worker to be gone")
     assert out < hung_detection_bound_s()
     record_figure("hang.to_out_of_upstream_s", out)
 
