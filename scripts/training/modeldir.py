@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from scripts.make_model import tokenizer_config_json
+
 CONFIG_FILES = ("configuration.json", "config.json", "tokenizer_config.json", "vocab.txt")
 WEIGHTS_FILE = "pytorch_model.bin"
 
@@ -51,19 +53,6 @@ def config_json(labels: list[str], backbone: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def tokenizer_config_json() -> dict[str, Any]:
-    return {
-        "tokenizer_class": "BertTokenizer",
-        "do_lower_case": True,
-        "tokenize_chinese_chars": True,
-        "strip_accents": None,
-        "model_max_length": 512,
-        "unk_token": "[UNK]",
-        "sep_token": "[SEP]",
-        "pad_token": "[PAD]",
-        "cls_token": "[CLS]",
-        "mask_token": "[MASK]",
-    }
 
 
 def write_config_files(

@@ -1,20 +1,18 @@
 """A real local cluster (Consul, gunicorn workers, renderer, nginx) shared by the cluster tests."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
 from scripts.localcluster import LocalCluster, load_config
 from tests.support.processes import REPO_ROOT, free_port
 
-ARTIFACTS = REPO_ROOT / "test-artifacts"
 DEFAULT_MODEL = REPO_ROOT / "models" / "raner-msra-lstm"
 
 
@@ -59,17 +57,3 @@ def two_workers(cluster: LocalCluster) -> LocalCluster:
     cluster.scale(2)
     cluster.wait_gateway_serving()
     return cluster
-
-
-@pytest.fixture(scope="session")
-def record_figure() -> Callable[[str, float], None]:
-    """Keep a measured figure (seconds, counts) in test-artifacts/figures.jsonl for the docs."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / "figures.jsonl"
-
-    def record(name: str, value: float) -> None:
-        with open(path, "a") as out:
-            out.write(json.dumps({"figure": name, "value": round(value, 3)}) + "\n")
-        print(f"figure {name} = {value:.3f}")
-
-    return record

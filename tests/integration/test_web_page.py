@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from scripts.localcluster import LocalCluster, wait_for
-from tests.integration.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -161,7 +161,7 @@ def test_secure_mode_is_sticky_until_switched_off_explicitly(tmp_path, monkeypat
         cluster = LocalCluster(replace(base, secure=secure), say=lambda m: None)
         monkeypatch.setattr(cluster, "start_consul", lambda: started.append(cluster.secure))
         monkeypatch.setattr(cluster, "start_gateway", lambda: None)
-        monkeypatch.setattr(cluster, "wait_workers_passing", lambda count: 0.0)
+        monkeypatch.setattr(cluster, "wait_workers_passing", lambda count, **options: 0.0)
         cluster.up(0)
 
     up(None)
