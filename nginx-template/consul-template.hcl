@@ -8,9 +8,10 @@ kill_signal = "SIGTERM"
 reload_signal = "SIGHUP"
 log_level = "info"
 
-# Only the Consul leader answers (no stale reads): the gateway must drop a draining worker
-# as soon as the catalog says so, not after a follower catches up.
-max_stale = "0s"
+# Any Consul server may answer (a follower is milliseconds behind the leader), unless it has
+# not heard from the leader for 2 s; then the leader is asked. Leader-only reads would leave
+# a long poll hanging on a leader that dropped off the network until the poll times out.
+max_stale = "2s"
 # Long-poll for at most 60 s: a quiet cluster costs one request per minute.
 block_query_wait = "60s"
 

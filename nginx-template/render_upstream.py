@@ -46,6 +46,8 @@ BLOCK_WAIT_SECONDS = 30.0
 # seems to be gone is kept in the upstream, so the gateway does not turn away traffic.
 DEFAULT_RECOVERY_GRACE = 15.0
 DEFAULT_WAIT = "0.2s:2s"
+# consul-template's default max_stale: any server may answer unless it lost the leader longer.
+DEFAULT_MAX_STALE = 2.0
 
 # Check IDs that Consul uses for maintenance mode (see consul/api/health.go).
 NODE_MAINTENANCE = "_node_maintenance"
@@ -496,31 +498,57 @@ def fill_nginx_conf(template_text: str, prefix: str, upstream_conf: str,
 class ConsulUnavailable(RuntimeError):
     """Consul did not answer usefully; keep the last good config and retry later."""
 
+    def __init__(self, message: str, reached: bool):
+        super().__init__(message)
+        # True when the agent itself answered (an HTTP error): its registrations are intact,
+        # so what it lists next is not a restart's half-empty catalog.
+        self.reached = reached
+
 
 class Consul:
-    """Blocking queries on /v1/health/service/<name>."""
+    """Blocking queries on /v1/health/service/<name>, stale-tolerant like consul-template."""
 
-    def __init__(self, addr: str, token: str = ""):
+    def __init__(self, addr: str, token: str = "", max_stale: float = DEFAULT_MAX_STALE):
         self.base = addr if "://" in addr else f"http://{addr}"
+        self.max_stale = max_stale
         self.session = requests.Session()
         if token:
             self.session.headers["X-Consul-Token"] = token
 
     def health_service(self, name: str, index: int, wait: float) -> tuple[list[dict], int]:
-        """All entries of the service (any status) and the X-Consul-Index of the answer."""
+        """All entries of the service (any status) and the X-Consul-Index of the answer.
+
+        A stale read is answered by whichever server the agent asks (the agent itself when it
+        is a server), so a blocking query is not stuck on a leader that just dropped off the
+        network. An answer from a server that has not heard from the leader for longer than
+        max_stale is read again from the leader."""
         params: dict[str, str] = {}
         if index > 0:
             params = {"index": str(index), "wait": f"{max(int(wait * 1000), 1)}ms"}
         timeout = wait + wait / 16 + 5 if index > 0 else 10  # Consul adds up to wait/16 jitter
+        if self.max_stale <= 0:
+            entries, new_index, _ = self._get(name, params, timeout)
+            return entries, new_index
+        entries, new_index, last_contact = self._get(name, {**params, "stale": ""}, timeout)
+        if last_contact > self.max_stale:
+            entries, new_index, _ = self._get(name, {}, 10)
+        return entries, new_index
+
+    def _get(self, name: str, params: dict[str, str], timeout: float) -> tuple[list[dict], int, float]:
+        """One request: entries, X-Consul-Index, and X-Consul-LastContact in seconds."""
         try:
             response = self.session.get(f"{self.base}/v1/health/service/{name}",
                                         params=params, timeout=timeout)
+        except requests.RequestException as exc:
+            raise ConsulUnavailable(f"{type(exc).__name__}: {exc}", reached=False) from exc
+        try:
             response.raise_for_status()
             entries = response.json()
             new_index = int(response.headers.get("X-Consul-Index", "0"))
+            last_contact = int(response.headers.get("X-Consul-LastContact", "0")) / 1000
         except (requests.RequestException, ValueError) as exc:
-            raise ConsulUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        return entries, new_index
+            raise ConsulUnavailable(f"{type(exc).__name__}: {exc}", reached=True) from exc
+        return entries, new_index, last_contact
 
 
 def next_index(sent: int, received: int) -> int:
@@ -666,6 +694,14 @@ class Renderer:
         count = len(self.template.queries()[0].select(instances, self.service))
         return render_parsed(self.template, instances, self.service), count, received != sent
 
+    def note_outage(self, exc: ConsulUnavailable, retry_in: float) -> None:
+        """Keep the upstream; only an agent that could not be reached may come back forgetful."""
+        log.warning("consul unavailable; keeping the last good upstream",
+                    extra={"fields": {"error": str(exc), "agent_answered": exc.reached, "retry_in_s": retry_in}})
+        self.index = 0  # after an outage the agent may be a new one
+        if not exc.reached:
+            self.start_recovery("consul unreachable")
+
     def start_recovery(self, reason: str) -> None:
         """Hold on to the instances we route to while their registrations come back."""
         self.recovering_until = time.monotonic() + self.recovery_grace
@@ -777,10 +813,7 @@ class Renderer:
             try:
                 text, count, moved = self.fetch(block)
             except ConsulUnavailable as exc:
-                log.warning("consul unavailable; keeping the last good upstream",
-                            extra={"fields": {"error": str(exc), "retry_in_s": delay}})
-                self.index = 0  # after an outage the agent may be a new one
-                self.start_recovery("consul unavailable")
+                self.note_outage(exc, delay)
                 self._sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
@@ -838,6 +871,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wait", type=parse_wait, default=DEFAULT_WAIT,
                         help="quiescence MIN:MAX like consul-template's wait (default %(default)s)")
     parser.add_argument("--once", action="store_true", help="render once and exit")
+    parser.add_argument("--max-stale", type=_seconds, default=DEFAULT_MAX_STALE,
+                        help="accept an answer from a server that heard from the Raft leader at "
+                             "most this long ago; 0 = leader only (default %(default)ss)")
     parser.add_argument("--recovery-grace", type=float, default=DEFAULT_RECOVERY_GRACE,
                         help="seconds to keep routing to instances Consul forgot after an outage "
                              "or a state loss, while they register again (default %(default)s)")
@@ -877,7 +913,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info(startup_message(), extra={"fields": {
         "consul": args.consul, "service": service, "template": str(args.template), "out": str(args.out),
         "wait": f"{wait_min}s:{wait_max}s", "once": args.once}})
-    renderer = Renderer(template, service, Consul(args.consul, os.environ.get("CONSUL_HTTP_TOKEN", "")),
+    renderer = Renderer(template, service, Consul(args.consul, os.environ.get("CONSUL_HTTP_TOKEN", ""), args.max_stale),
                         args.out, nginx_control(args), args.wait, args.recovery_grace)
     renderer.install_signal_handlers()
     try:

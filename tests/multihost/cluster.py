@@ -16,6 +16,9 @@ from tests.support.processes import REPO_ROOT, ManagedProcess, wait_until
 
 HOST_INDEX = {"a": 11, "b": 12, "c": 13}
 WORKER_HOSTS = ("b", "c")
+# The first Raft leader runs on a worker host, and not on the gateway's: cutting B's link then
+# also takes the leader away, the case where a leader-only long poll from A would hang.
+FIRST_LEADER = "b"
 
 
 @dataclass
@@ -58,9 +61,9 @@ class MultiHostCluster:
         entries = ns_json(host, f"http://{host.address}:{CONSUL_PORT}/v1/health/service/ner-worker?passing=1")
         return {e["Service"]["ID"]: e["Service"]["Address"] for e in entries}
 
-    def start_consul(self, name: str) -> ManagedProcess:
+    def start_consul(self, name: str, bootstrap: bool = False) -> ManagedProcess:
         peers = [h for n, h in self.net.hosts.items() if n != name]
-        self.consul[name] = start_consul_server(self.host(name), peers, self.workdir)
+        self.consul[name] = start_consul_server(self.host(name), peers, self.workdir, bootstrap)
         return self.consul[name]
 
     def kill_consul(self, name: str) -> None:
@@ -115,8 +118,8 @@ def start_cluster(workdir: Path, record) -> Iterator[MultiHostCluster]:
             net.add_host(name, index)
         started = time.monotonic()
         for name in HOST_INDEX:
-            cluster.start_consul(name)
-        took = wait_until(lambda: cluster.leader("a") is not None and all(cluster.peers(n) == 3 for n in HOST_INDEX),
+            cluster.start_consul(name, bootstrap=name == FIRST_LEADER)
+        took = wait_until(lambda: cluster.leader("a") == FIRST_LEADER and all(cluster.peers(n) == 3 for n in HOST_INDEX),
                           60, interval=0.2, describe="3 Consul servers with a leader", on_timeout=cluster.logs)
         record("multihost_consul_cluster_formed_s", took)
         for name in WORKER_HOSTS:
@@ -126,6 +129,10 @@ def start_cluster(workdir: Path, record) -> Iterator[MultiHostCluster]:
                    describe="workers on B and C passing", on_timeout=cluster.logs)
         wait_until(lambda: cluster.upstream_hosts() == set(WORKER_HOSTS) and cluster.gateway_serves(), 60,
                    interval=0.3, describe="the gateway routing to B and C", on_timeout=cluster.logs)
+        # Joined servers vote only after autopilot promotes them (10 s); before that, losing
+        # one server loses the quorum.
+        wait_until(lambda: cluster.voters("a") == 3, 60, interval=0.5, describe="3 Raft voters",
+                   on_timeout=cluster.logs)
         record("multihost_cluster_serving_s", time.monotonic() - started)
         yield cluster
     finally:

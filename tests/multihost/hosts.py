@@ -36,13 +36,17 @@ def ns_json(host: Host, url: str) -> Any:
     return json.loads(body)
 
 
-def start_consul_server(host: Host, peers: list[Host], workdir: Path) -> ManagedProcess:
-    """One of three Consul servers, bound to the host's address; joins the others until it can."""
+def start_consul_server(host: Host, peers: list[Host], workdir: Path, bootstrap: bool = False) -> ManagedProcess:
+    """One of three Consul servers, bound to the host's address; joins the others until it can.
+
+    The one started with bootstrap elects itself and is the first Raft leader; the others
+    join it (and are promoted to voters by autopilot). A restarted server finds its Raft state
+    in its data directory and just rejoins."""
     config = {
         "node_name": f"host-{host.name}",
         "datacenter": "dc1",
         "server": True,
-        "bootstrap_expect": len(peers) + 1,
+        **({"bootstrap": True} if bootstrap else {}),
         "bind_addr": host.address,
         "advertise_addr": host.address,
         "client_addr": f"127.0.0.1 {host.address}",
