@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 PROBE_TEXT = "新华社北京电，国务院总理李强在人民大会堂会见了联合国秘书长。"
 MAX_FORWARD_BATCH = 32  # sequences per forward pass: bounds padding memory for large requests
 PROBE_TIMEOUT = 10.0
+# On CPU, ORT's SkipLayerNormalization kernel is several times slower than the Add + LayerNormalization it replaces.
+SLOWER_FUSIONS = ["SkipLayerNormFusion"]
 
 
 def default_ort_threads(processes: int) -> int:
@@ -49,7 +51,8 @@ def open_session(path: Path, threads: int):
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Spinning worker threads burn the cores the gateway and other processes need.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=SLOWER_FUSIONS)  # fmt: skip
 
 
 @dataclass(frozen=True)

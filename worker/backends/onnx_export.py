@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worker.backends.modeldir import content_key, label_names, model_kind
+from worker.backends.onnx_optimize import encoder_shape, fuse_attention
 
 logger = logging.getLogger(__name__)
 
 # Bump when the exported graph's inputs or semantics change: old artifacts are then ignored.
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2
 OPSET = 17
 QUANTIZE_MODES = ("fp32", "int8")
 
@@ -55,9 +56,9 @@ def ensure_artifacts(model_dir: Path, cache_dir: Path, quantize: str = "fp32", t
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the files
         if not (directory / "meta.json").is_file():
             _export(model_dir, directory, torch_threads)
+        meta = json.loads((directory / "meta.json").read_text())
         if not wanted.is_file():
-            _quantize(directory / "model.fp32.onnx", wanted)
-    meta = json.loads((directory / "meta.json").read_text())
+            _quantize(directory / "model.fp32.onnx", wanted, model_dir if meta["kind"] == "transformer-crf" else None)
     return Artifacts(directory, wanted, directory / "crf.npz", meta)
 
 
@@ -102,12 +103,32 @@ def _export(model_dir: Path, directory: Path, torch_threads: int) -> None:
     logger.info("exported %s to ONNX in %.1fs: %s", model_dir, time.monotonic() - started, directory)
 
 
-def _quantize(source: Path, target: Path) -> None:
-    """Dynamic INT8 weights (QInt8: faster than QUInt8 on these CPUs), written atomically."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def _quantize(source: Path, target: Path, transformer_dir: Path | None = None) -> None:
+    """Dynamic INT8 weights (QInt8: faster than QUInt8 on these CPUs), written atomically.
 
+    A transformer's attention blocks are fused first (see onnx_optimize), so
+    they become QAttention kernels; the FP32 graph itself stays as exported.
+    """
     started = time.monotonic()
     partial = target.with_name(f".{target.name}.partial")
-    quantize_dynamic(str(source), str(partial), weight_type=QuantType.QInt8)
-    os.replace(partial, target)
+    fused = target.with_name(f".{target.name}.fused.partial")
+    shape = encoder_shape(transformer_dir) if transformer_dir is not None else None
+    try:
+        if shape is not None and fuse_attention(source, fused, shape):
+            _quantize_dynamic(fused, partial)
+        else:
+            _quantize_dynamic(source, partial)
+        os.replace(partial, target)
+    finally:
+        fused.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
     logger.info("quantized %s to INT8 in %.1fs", source.parent, time.monotonic() - started)
+
+
+def _quantize_dynamic(source: Path, target: Path) -> None:
+    """quantize_dynamic, told that tensors its shape inference cannot type (fused contrib ops' outputs) are float."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})  # fmt: skip
