@@ -10,13 +10,12 @@ emission positions and decoding.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import threading
 from pathlib import Path
 
 import pytest
 
+from tests.support.models import make_three_kinds
 from tests.support.msra import msra_test_sentences
 from worker.backends import build_backend, load_backend
 from worker.backends import onnx_export
@@ -51,26 +50,9 @@ HOSTILE = [
 ]  # fmt: skip
 
 
-def make_model_module():
-    spec = importlib.util.spec_from_file_location("make_model", REPO / "scripts" / "make_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory) -> dict[str, Path]:
-    make_model = make_model_module()
-    root = tmp_path_factory.mktemp("fast-models")
-    made = {
-        "bert": root / "raner-bert",
-        "structbert": root / "raner-structbert",
-        "lstm": root / "raner-lstm",  # ModelScope recognises lstm models by "lstm" in the path
-    }
-    make_model.make_model(made["bert"], model_type="bert", seed=1)
-    make_model.make_model(made["structbert"], model_type="structbert", seed=2)
-    make_model.make_model(made["lstm"], seed=3, kind="lstm-crf")
-    return made
+    return make_three_kinds(tmp_path_factory.mktemp("fast-models"), seeds=(1, 2, 3))
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,19 @@ The generated models have random weights, so these tests check properties
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import string
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.support.models import make_model_module
 from worker.backends import BackendError, NerBackend, load_backend
 from worker.backends.raner import PROBE_TEXT, RanerBackend
 from worker.chunking import split_text
 from worker.entities import ENTITY_TYPES, Entity
 from worker.textnorm import TextNormalizer
 
-REPO = Path(__file__).resolve().parents[2]
 NEWS = "新华社北京三月五日电，国务院总理李强在人民大会堂作政府工作报告。上海市和广东省代表团审议了报告；联合国秘书长古特雷斯表示欢迎！"
 AWKWARD_TEXTS = {
     "emoji": "今天😀我们在北京🎉见面👍🏽",
@@ -39,13 +38,6 @@ AWKWARD_TEXTS = {
 }
 
 
-def load_make_model():
-    spec = importlib.util.spec_from_file_location("make_model", REPO / "scripts" / "make_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def assert_valid(text: str, entities: list[Entity]) -> None:
     for entity in entities:
         assert type(entity.start) is int and type(entity.end) is int and type(entity.span) is str
@@ -57,7 +49,7 @@ def assert_valid(text: str, entities: list[Entity]) -> None:
 
 @pytest.fixture(scope="module")
 def make_model():
-    return load_make_model()
+    return make_model_module()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ lstm-crf kind, generated and exported into temporary directories.
 from __future__ import annotations
 
 import collections
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,29 +14,16 @@ import numpy as np
 import onnx
 import pytest
 
+from tests.support.models import make_three_kinds
 from worker.backends import onnx_export, onnx_optimize
 from worker.backends.onnx_optimize import EncoderShape, emission_difference, encoder_shape, fuse_attention, probe_batch
 
-REPO = Path(__file__).resolve().parents[2]
 LAYERS = 2  # make_model's tiny geometry
-
-
-def make_model_module():
-    spec = importlib.util.spec_from_file_location("make_model", REPO / "scripts" / "make_model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
-    make_model = make_model_module()
-    root = tmp_path_factory.mktemp("optimize-models")
-    made = {"bert": root / "raner-bert", "structbert": root / "raner-structbert", "lstm": root / "raner-lstm"}
-    make_model.make_model(made["bert"], model_type="bert", seed=11)
-    make_model.make_model(made["structbert"], model_type="structbert", seed=12)
-    make_model.make_model(made["lstm"], seed=13, kind="lstm-crf")
-    return made
+    return make_three_kinds(tmp_path_factory.mktemp("optimize-models"), seeds=(11, 12, 13))
 
 
 @pytest.fixture(scope="module")

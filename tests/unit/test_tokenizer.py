@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from tests.support.models import make_model_module
 from worker.backends.tokenizer import WordPieceTokenizer, is_cjk, is_punctuation, split_into_words
 
 REPO = Path(__file__).resolve().parents[2]
@@ -17,13 +17,6 @@ HOSTILE = [
     "x" * 300, "今天😀我们在北京🎉见面👍🏽", "abc def1234 ×2 ￥100 a.b.c", "[SEP]和[CLS]以及[UNK]",
     "北京\x00上海\x01\x7f广州\x1b", "北\u200b京\u200d上\ufeff海", "王𠀀和李𠀁在𪚥市", " \t\n\u3000 ", "a" * 101, "ab" * 50,
 ]  # fmt: skip
-
-
-def make_model_module():
-    spec = importlib.util.spec_from_file_location("make_model", REPO / "scripts" / "make_model.py")
-    make_model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_model)
-    return make_model
 
 
 # Multi-character pieces exercise the longest-match rule, as a real BERT vocabulary would.
