@@ -12,7 +12,7 @@ from gunicorn.arbiter import Arbiter
 
 from registrar import hooks
 from registrar.registration import Registrar
-from tests.unit.test_registrar_registration import FakeConsul, FakeTime
+from tests.unit.fake_consul import FakeConsul, FakeTime
 
 REGISTRAR_ENV = ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_TOKEN", "NER_REGISTER", "NER_SERVICE_NAME",
                  "NER_ADVERTISE_ADDRESS", "NER_ADVERTISE_PORT", "NER_DRAIN_SECONDS",
@@ -43,16 +43,6 @@ class FakeArbiter:
     def dispatch(self, signame: str) -> None:
         """What Arbiter.run does with a queued signal."""
         getattr(self, "handle_%s" % signame)()
-
-
-@pytest.fixture
-def events() -> list[str]:
-    return []
-
-
-@pytest.fixture
-def consul(events: list[str]) -> FakeConsul:
-    return FakeConsul(events)
 
 
 @pytest.fixture
