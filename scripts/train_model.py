@@ -59,6 +59,22 @@ def split_dev(sentences: list[msra.Sentence], dev_size: int, seed: int) -> tuple
     return [s for i, s in enumerate(sentences) if i not in dev], [s for i, s in enumerate(sentences) if i in dev]
 
 
+def make_augmenter(section: dict, train_sentences: list[msra.Sentence], data: dict[str, str]):
+    """The configured mention-replacement augmenter; fetches (and records) the lexicon if it is a source."""
+    from scripts import fetch_lexicon
+    from scripts.training.augment import AugmentSettings, Augmenter, build_pools
+
+    settings = AugmentSettings(**section)
+    lexicon = None
+    if settings.sources.get("lexicon", 0) > 0:
+        lexicon = fetch_lexicon.fetch(REPO / settings.lexicon_dir)
+        data.update(fetch_lexicon.checksums())
+    pools = build_pools(settings, train_sentences, lexicon)
+    sizes = {source: {kind: len(names) for kind, names in pool.items()} for source, pool in pools.items()}
+    print(f"augmentation names per source and type: {sizes}")
+    return Augmenter(settings, pools)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
@@ -85,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(config["torch_threads"])
 
     paths = msra.fetch(args.data_dir)
+    data = msra.checksums()
     all_train = msra.read_sentences(paths["train"])[: args.limit or None]
     train_sentences, dev_sentences = split_dev(all_train, config["dev_size"], seed)
     print(f"MSRA: {len(train_sentences)} training sentences, {len(dev_sentences)} held out for model selection")
@@ -107,6 +124,22 @@ def main(argv: list[str] | None = None) -> int:
             return [(encoder.encode(s.chars), [label_id[x] for x in s.labels]) for s in sentences]
 
         train_set, dev_set = examples(train_sentences), examples(dev_sentences)
+        epoch_extra = None
+        if "augment" in config:
+            # Copies of training sentences only (dev_sentences never reach the augmenter); the vocabulary
+            # above stays that of the original training sentences, so lexicon-only characters train as [UNK].
+            augmenter = make_augmenter(config["augment"], train_sentences, data)
+            if augmenter.settings.resample_each_epoch:
+
+                def epoch_extra(epoch: int) -> list:
+                    extra = examples(augmenter.copies(train_sentences, epoch))
+                    print(f"epoch {epoch}: {len(extra)} augmented copies")
+                    return extra
+
+            else:
+                extra = examples(augmenter.copies(train_sentences))
+                print(f"augmentation: {len(extra)} copies added to {len(train_set)} training sentences")
+                train_set = train_set + extra
         print(f"vocabulary {len(vocab)} tokens, {len(rare)} of them shipped as [UNK] (seen < {config['min_count']} times)")
 
         model = build_model(work, len(labels), backbone)
@@ -114,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.init.uniform_(model.encoder.embedding.embedding.weight, -bound, bound)
         regularisation = config["regularisation"]
         tagger = Tagger(model, regularisation["embed_dropout"], regularisation["output_dropout"], regularisation["unk_rate"])
-        history = train(tagger, train_set, dev_set, labels, TrainSettings(**config["train"]), seed)
+        history = train(tagger, train_set, dev_set, labels, TrainSettings(**config["train"]), seed, epoch_extra=epoch_extra)
 
         tie_rows_to_unk(model.encoder.embedding.embedding, rare)
         residual = neutralise_padding(model)
@@ -133,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             eval_seconds=time.monotonic() - started,
             config=config,
             history=history,
-            data=msra.checksums(),
+            data=data,
             machine=machine_info,
             torch_version=torch.__version__,
             parameters=sum(p.numel() for p in model.parameters()),

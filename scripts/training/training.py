@@ -119,13 +119,17 @@ def train(
     settings: TrainSettings,
     seed: int,
     say: Callable[[str], None] = print,
+    epoch_extra: Callable[[int], Sequence[Example]] | None = None,
 ) -> History:
-    """Train in place; leaves the tagger holding the weights of its best dev epoch."""
+    """Train in place; leaves the tagger holding the weights of its best dev epoch.
+
+    epoch_extra(epoch), if given, returns extra examples (augmented copies) trained on in that epoch only."""
     rng = random.Random(seed)
     crf = tagger.model.head.crf
     enforce_bies(crf, labels)
     optimizer = torch.optim.AdamW(tagger.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    steps_per_epoch = len(equal_length_batches(train_set, settings.batch_size, random.Random(0)))
+    epoch_set = train_set if epoch_extra is None else [*train_set, *epoch_extra(1)]
+    steps_per_epoch = len(equal_length_batches(epoch_set, settings.batch_size, random.Random(0)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(settings, steps_per_epoch * settings.epochs))
     average = WeightAverage(tagger.model, settings.ema_decay) if settings.ema_decay > 0 else None
     history = History()
@@ -133,11 +137,13 @@ def train(
     started = time.monotonic()
     tagger.train()
     for epoch in range(1, settings.epochs + 1):
-        batches = equal_length_batches(train_set, settings.batch_size, rng)
+        if epoch_extra is not None and epoch > 1:
+            epoch_set = [*train_set, *epoch_extra(epoch)]
+        batches = equal_length_batches(epoch_set, settings.batch_size, rng)
         total, count = 0.0, 0
         progress = tqdm(batches, desc=f"epoch {epoch}/{settings.epochs}", unit="batch", mininterval=5, leave=False)
         for batch in progress:
-            loss = tagger.loss(_tensor(train_set, batch, 0), _tensor(train_set, batch, 1))
+            loss = tagger.loss(_tensor(epoch_set, batch, 0), _tensor(epoch_set, batch, 1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(tagger.parameters(), settings.grad_clip)
