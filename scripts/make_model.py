@@ -23,7 +23,9 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 DEFAULT_OUT_DIR = Path(__file__).resolve().parents[1] / ".local" / "models" / "raner-tiny-random"
 ENTITY_TYPES = ("PER", "LOC", "ORG")
@@ -202,6 +204,23 @@ def build_weights(model_dir: Path, num_labels: int, seed: int, kind: str = "tran
     torch.save(model.state_dict(), model_dir / "pytorch_model.bin")
 
 
+@contextmanager
+def publishing(out_dir: Path) -> Iterator[Path]:
+    """A sibling temp dir to build a model in, swapped in whole when the block succeeds: a crash never
+    leaves a half-written model where a worker could load it."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    work_dir.chmod(0o755)
+    try:
+        yield work_dir
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        work_dir.rename(out_dir)
+    finally:
+        if work_dir.exists():
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
 def make_model(
     out_dir: Path,
     model_type: str = "bert",
@@ -216,11 +235,7 @@ def make_model(
         return False
     labels = bies_labels()
     vocab = build_vocab()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Build in a sibling temp dir and swap in, so a crash never leaves a half-written model.
-    work_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    work_dir.chmod(0o755)
-    try:
+    with publishing(out_dir) as work_dir:
         write_json(work_dir / "configuration.json", configuration_json(labels, kind))
         if kind == "lstm-crf":
             write_json(work_dir / "config.json", lstm_config_json(len(vocab), labels, size))
@@ -238,12 +253,6 @@ def make_model(
             ),
             encoding="utf-8",
         )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        work_dir.rename(out_dir)
-    finally:
-        if work_dir.exists():
-            shutil.rmtree(work_dir, ignore_errors=True)
     return True
 
 

@@ -15,15 +15,14 @@ import json
 import os
 import platform
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from scripts.make_model import publishing  # noqa: E402
 from scripts.training import modelcard, msra  # noqa: E402
 from scripts.training.tags import bies_labels  # noqa: E402
 from scripts.training.vocab import CharEncoder, build_vocab, char_counts, rare_ids  # noqa: E402
@@ -110,11 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = char_counts(sentence.text for sentence in train_sentences)
     vocab = build_vocab(counts)
     rare = rare_ids(vocab, counts, config["min_count"])
-    output.parent.mkdir(parents=True, exist_ok=True)
-    # Built beside the target and swapped in at the end: a failed run never leaves half a model.
-    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    work.chmod(0o755)
-    try:
+    with publishing(output) as work:
         dims = config["model"]
         backbone = write_config_files(work, labels, vocab, dims["embed_width"], dims["lstm_hidden_size"])
         encoder = CharEncoder(work, rare)
@@ -175,12 +170,6 @@ def main(argv: list[str] | None = None) -> int:
             dev_sentences=len(dev_sentences),
         )
         modelcard.write(work, metrics)
-        if output.exists():
-            shutil.rmtree(output)
-        work.rename(output)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {output} ({modelcard.size_mb(output):.1f} MB)")
     print(f"F1 {scores['ALL'].f1:.4f}")
     return 0
