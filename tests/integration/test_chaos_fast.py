@@ -72,11 +72,16 @@ def busy(worker: Proc, holders: int) -> Iterator[list[int]]:
             thread.join(timeout=60)
 
 
+# The renderer applies a change after at most its quiescence maximum (render_upstream's wait 0.2s:2s).
+RENDER_WAIT_MAX_S = 2.0
+
+
 def hung_detection_bound_s() -> float:
-    """Consul needs check_failures timed-out checks, each a timeout plus an interval; +1 s to re-render."""
+    """Consul needs check_failures timed-out checks, each a timeout plus an interval; then the renderer's
+    quiescence window. Far below the other ways a worker leaves (deregistration after a minute)."""
     config = registrar_config({})
     cycle = duration_seconds(config.check_timeout) + duration_seconds(config.check_interval)
-    return config.check_failures * cycle + 1.0
+    return config.check_failures * cycle + RENDER_WAIT_MAX_S
 
 
 def test_a_hung_worker_leaves_the_upstream_once_its_checks_time_out(two_workers, record_figure):
