@@ -19,6 +19,7 @@ import numpy as np
 
 from worker.backends.base import BackendError
 from worker.backends.batcher import MicroBatcher
+from worker.backends.modeldir import local_model_dir
 from worker.backends.onnx_export import Artifacts, ensure_artifacts
 from worker.backends.spans import assemble, bies_spans, plan_chunks
 from worker.backends.tokenizer import Encoding, WordPieceTokenizer
@@ -165,10 +166,7 @@ class FastBackend:
         torch_threads: int = 1,
     ) -> FastBackend:
         """Export (or reuse the cached export of) a local RaNER directory and open it."""
-        model_dir = Path(model_dir).expanduser().resolve()
-        for required in ("configuration.json", WEIGHTS_FILE, "vocab.txt"):
-            if not (model_dir / required).is_file():
-                raise BackendError(f"{model_dir} is not a RaNER model directory: {required} missing")
+        model_dir = local_model_dir(model_dir, ("configuration.json", WEIGHTS_FILE, "vocab.txt"))
         try:
             artifacts = ensure_artifacts(model_dir, Path(cache_dir), quantize, torch_threads)
             backend = cls.from_artifacts(

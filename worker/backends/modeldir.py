@@ -6,11 +6,22 @@ import hashlib
 import json
 from pathlib import Path
 
+from worker.backends.base import BackendError
 from worker.modelinfo import WEIGHTS_FILE
 
 KINDS = ("transformer-crf", "lstm-crf")
 # Files whose content decides the exported graph; any change makes a new artifact.
 _KEY_FILES = (WEIGHTS_FILE, "configuration.json", "config.json")
+
+
+def local_model_dir(model_dir: Path, required: tuple[str, ...]) -> Path:
+    """The directory as an absolute path (ModelScope takes a relative "a/b" for a hub id and goes
+    online), once it holds the files a backend needs."""
+    model_dir = Path(model_dir).expanduser().resolve()
+    for name in required:
+        if not (model_dir / name).is_file():
+            raise BackendError(f"{model_dir} is not a RaNER model directory: {name} missing")
+    return model_dir
 
 
 def _read_json(path: Path) -> dict:

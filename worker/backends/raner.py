@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from worker.backends.base import BackendError
+from worker.backends.modeldir import local_model_dir
 from worker.backends.spans import TYPE_ALIASES, assemble, canonical_type, plan_chunks, raw_offsets
 from worker.entities import Entity
 from worker.modelinfo import WEIGHTS_FILE, weights_version
@@ -71,11 +72,7 @@ class RanerBackend:
         batch_size: int = 16,
     ) -> RanerBackend:
         """Load a local RaNER-format directory (never a hub id: those hang offline)."""
-        # Absolute path: ModelScope takes a relative "a/b" for a hub id and goes online.
-        model_dir = Path(model_dir).expanduser().resolve()
-        for required in ("configuration.json", WEIGHTS_FILE):
-            if not (model_dir / required).is_file():
-                raise BackendError(f"{model_dir} is not a RaNER model directory: {required} missing")
+        model_dir = local_model_dir(model_dir, ("configuration.json", WEIGHTS_FILE))
 
         import torch
         from modelscope.pipelines import pipeline as build_pipeline
