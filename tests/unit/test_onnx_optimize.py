@@ -89,7 +89,7 @@ def test_a_fusion_that_changes_results_is_dropped_for_the_plain_graph(models, ca
     assert not fuse_attention(plain, fused, encoder_shape(models["bert"]))
     assert not fused.exists()
     target = tmp_path / "model.int8.onnx"
-    onnx_export._quantize(plain, target, models["bert"])
+    onnx_export._quantize(plain, target, encoder_shape(models["bert"]))
     counts = op_counts(target)
     assert counts["QAttention"] == 0 and counts["MatMulInteger"] > 0
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worker.backends.modeldir import content_key, label_names, model_kind
-from worker.backends.onnx_optimize import encoder_shape, fuse_attention
+from worker.backends.onnx_optimize import EncoderShape, encoder_shape, fuse_attention
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ def ensure_artifacts(model_dir: Path, cache_dir: Path, quantize: str = "fp32", t
             _export(model_dir, directory, torch_threads)
         meta = json.loads((directory / "meta.json").read_text())
         if not wanted.is_file():
-            _quantize(directory / "model.fp32.onnx", wanted, model_dir if meta["kind"] == "transformer-crf" else None)
+            attention = encoder_shape(model_dir) if meta["kind"] == "transformer-crf" else None
+            _quantize(directory / "model.fp32.onnx", wanted, attention)
     return Artifacts(directory, wanted, directory / "crf.npz", meta)
 
 
@@ -103,18 +104,17 @@ def _export(model_dir: Path, directory: Path, torch_threads: int) -> None:
     logger.info("exported %s to ONNX in %.1fs: %s", model_dir, time.monotonic() - started, directory)
 
 
-def _quantize(source: Path, target: Path, transformer_dir: Path | None = None) -> None:
+def _quantize(source: Path, target: Path, attention: EncoderShape | None = None) -> None:
     """Dynamic INT8 weights (QInt8: faster than QUInt8 on these CPUs), written atomically.
 
-    A transformer's attention blocks are fused first (see onnx_optimize), so
-    they become QAttention kernels; the FP32 graph itself stays as exported.
+    Given a transformer's shape, its attention blocks are fused first (see onnx_optimize),
+    so they become QAttention kernels; the FP32 graph itself stays as exported.
     """
     started = time.monotonic()
     partial = target.with_name(f".{target.name}.partial")
     fused = target.with_name(f".{target.name}.fused.partial")
-    shape = encoder_shape(transformer_dir) if transformer_dir is not None else None
     try:
-        if shape is not None and fuse_attention(source, fused, shape):
+        if attention is not None and fuse_attention(source, fused, attention):
             _quantize_dynamic(fused, partial)
         else:
             _quantize_dynamic(source, partial)
