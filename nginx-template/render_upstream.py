@@ -41,6 +41,7 @@ log = logging.getLogger("render_upstream")
 
 STARTUP_MESSAGE = "renderer: project renderer (consul-template not available)"
 BLOCK_WAIT_SECONDS = 30.0
+READ_TIMEOUT = 10.0  # a read that does not block
 # After Consul was unreachable or lost its state (a restarted dev agent), workers register
 # again within seconds (their registrar re-checks every 2 s): until then an instance that
 # seems to be gone is kept in the upstream, so the gateway does not turn away traffic.
@@ -525,13 +526,11 @@ class Consul:
         params: dict[str, str] = {}
         if index > 0:
             params = {"index": str(index), "wait": f"{max(int(wait * 1000), 1)}ms"}
-        timeout = wait + wait / 16 + 5 if index > 0 else 10  # Consul adds up to wait/16 jitter
-        if self.max_stale <= 0:
-            entries, new_index, _ = self._get(name, params, timeout)
-            return entries, new_index
-        entries, new_index, last_contact = self._get(name, {**params, "stale": ""}, timeout)
-        if last_contact > self.max_stale:
-            entries, new_index, _ = self._get(name, {}, 10)
+        timeout = wait + wait / 16 + 5 if index > 0 else READ_TIMEOUT  # Consul adds up to wait/16 jitter
+        stale = self.max_stale > 0
+        entries, new_index, last_contact = self._get(name, {**params, "stale": ""} if stale else params, timeout)
+        if stale and last_contact > self.max_stale:
+            entries, new_index, _ = self._get(name, {}, READ_TIMEOUT)
         return entries, new_index
 
     def _get(self, name: str, params: dict[str, str], timeout: float) -> tuple[list[dict], int, float]:
