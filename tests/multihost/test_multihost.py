@@ -30,6 +30,13 @@ def cluster(record_figure) -> Iterator[MultiHostCluster]:
     assert made and made[0].net.remaining() == [], "namespaces left behind"
 
 
+def record_requests(record_figure, prefix: str, counted: list[dict], outcomes: list[dict]) -> None:
+    """How many requests a scenario sent, and how many of the loop's requests failed or were retried."""
+    record_figure(f"{prefix}_requests", len(counted))
+    record_figure(f"{prefix}_failed_requests", len(failed(outcomes)))
+    record_figure(f"{prefix}_retried_requests", len(retried(outcomes)))
+
+
 def served_hosts(cluster: MultiHostCluster, outcomes: list[dict]) -> Counter:
     """Answers per host, by the serving worker's address in Consul."""
     by_id = cluster.passing_addresses()
@@ -80,9 +87,7 @@ def test_cut_link_drops_host_b_within_15s_and_restoring_brings_it_back(cluster: 
     print(f"Raft leader when B's link was cut: host {leader_before}")
     record_figure("multihost_link_cut_removed_s", removed)
     record_figure("multihost_link_restored_back_s", back)
-    record_figure("multihost_link_requests", len(outcomes))
-    record_figure("multihost_link_failed_requests", len(failed(outcomes)))
-    record_figure("multihost_link_retried_requests", len(retried(outcomes)))
+    record_requests(record_figure, "multihost_link", counted=outcomes, outcomes=outcomes)
     record_figure("multihost_link_max_latency_during_cut_s", max((o["took"] for o in during_cut), default=0.0))
     assert removed <= REMOVAL_LIMIT_S
     assert failed(outcomes) == [], failed(outcomes)[:5]
@@ -116,7 +121,5 @@ def test_killing_the_consul_leader_elects_another_and_the_gateway_keeps_serving(
     print(f"killed leader: host {old}; new leader: host {cluster.leader(survivors[0])}")
     record_figure("multihost_leader_killed_new_leader_s", elected)
     record_figure("multihost_leader_killed_rejoined_s", rejoined)
-    record_figure("multihost_leader_requests", len(during))
-    record_figure("multihost_leader_failed_requests", len(failed(outcomes)))
-    record_figure("multihost_leader_retried_requests", len(retried(outcomes)))
+    record_requests(record_figure, "multihost_leader", counted=during, outcomes=outcomes)
     assert failed(outcomes) == [], failed(outcomes)[:5]
