@@ -5,7 +5,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 from contextlib import contextmanager
 from dataclasses import replace
@@ -14,16 +13,10 @@ from typing import Iterator
 
 import requests
 
-from scripts.localcluster import REPO_ROOT, SERVICE_NAME, LocalCluster, load_config
+from scripts.localcluster import REPO_ROOT, SERVICE_NAME, LocalCluster, load_config, on_free_ports
 
 _ADDR_PORT = re.compile(r"[0-9.]+:(\d+)")
 DEFAULT_MODEL = REPO_ROOT / ".local" / "models" / "raner-tiny-random"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
@@ -31,9 +24,7 @@ def local_cluster(workers: int, drain_seconds: float = 2.0, quiet: bool = True) 
     """Start Consul, `workers` workers, renderer and nginx; stop and remove everything afterwards."""
     run_dir = Path(tempfile.mkdtemp(prefix="ner-bench-"))
     run_dir.chmod(0o755)  # nginx's unprivileged workers must enter it
-    config = replace(load_config(os.environ), run_dir=run_dir, gateway_host="127.0.0.1",
-                     gateway_port=_free_port(), consul_http_port=_free_port(),
-                     worker_base_port=_free_port(), drain_seconds=drain_seconds,
+    config = replace(on_free_ports(load_config(os.environ)), run_dir=run_dir, drain_seconds=drain_seconds,
                      model_dir=Path(os.environ.get("NER_MODEL_DIR", DEFAULT_MODEL)).resolve())
     cluster = LocalCluster(config, say=(lambda message: None) if quiet else print)
     try:

@@ -16,11 +16,10 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Callable, Mapping
@@ -33,6 +32,7 @@ SERVICE_NAME = "ner-worker"
 if str(REPO_ROOT) not in sys.path:  # scripts/cluster.py and the tests both import scripts.*
     sys.path.insert(0, str(REPO_ROOT))
 
+from scripts.ports import WORKER_PORT_BLOCK, free_port, free_port_block, port_is_free  # noqa: E402,F401
 from scripts.securemode import (RateLimit, SecretStore, ensure_acls, ensure_gossip_key,  # noqa: E402
                                 limits_snippet)
 
@@ -105,22 +105,10 @@ def load_config(environ: Mapping[str, str] = os.environ) -> ClusterConfig:
     return config
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True when nothing listens on host:port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def on_free_ports(config: ClusterConfig) -> ClusterConfig:
+    """The same cluster on free loopback ports, so it never collides with a running `make up` cluster."""
+    return replace(config, gateway_host="127.0.0.1", gateway_port=free_port(), consul_http_port=free_port(),
+                   worker_base_port=free_port_block(WORKER_PORT_BLOCK))
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:

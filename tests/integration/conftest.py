@@ -10,24 +10,16 @@ from typing import Iterator
 
 import pytest
 
-from scripts.localcluster import LocalCluster, load_config
-from tests.support.processes import REPO_ROOT, free_port
+from scripts.localcluster import LocalCluster, load_config, on_free_ports
+from tests.support.processes import REPO_ROOT
 
 DEFAULT_MODEL = REPO_ROOT / "models" / "raner-msra-lstm"
 
 
 def cluster_config(run_dir: Path):
-    """Free ports for everything, so tests never collide with a running `make up` cluster."""
-    return replace(
-        load_config(os.environ),
-        run_dir=run_dir,
-        gateway_host="127.0.0.1",
-        gateway_port=free_port(),
-        consul_http_port=free_port(),
-        worker_base_port=free_port(),
-        model_dir=DEFAULT_MODEL,
-        drain_seconds=2.0,
-    )
+    """The default model and a short drain, on ports of its own."""
+    return replace(on_free_ports(load_config(os.environ)), run_dir=run_dir, model_dir=DEFAULT_MODEL,
+                   drain_seconds=2.0)
 
 
 def world_readable_dir(prefix: str) -> Path:

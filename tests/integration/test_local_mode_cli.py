@@ -12,7 +12,8 @@ import requests
 
 from scripts.localcluster import pid_alive, port_is_free
 from tests.integration.conftest import world_readable_dir
-from tests.support.processes import REPO_ROOT, free_port
+from scripts.ports import WORKER_PORT_BLOCK
+from tests.support.processes import REPO_ROOT, free_port, free_port_block
 
 CLI = [sys.executable, str(REPO_ROOT / "scripts" / "cluster.py")]
 
@@ -21,7 +22,7 @@ CLI = [sys.executable, str(REPO_ROOT / "scripts" / "cluster.py")]
 def local_env() -> dict[str, str]:
     run_dir = world_readable_dir("ner-cli-")
     env = {**os.environ, "NER_RUN_DIR": str(run_dir), "NER_GATEWAY_LISTEN": f"127.0.0.1:{free_port()}",
-           "NER_CONSUL_HTTP_PORT": str(free_port()), "NER_WORKER_BASE_PORT": str(free_port()),
+           "NER_CONSUL_HTTP_PORT": str(free_port()), "NER_WORKER_BASE_PORT": str(free_port_block(WORKER_PORT_BLOCK)),
            "NER_DRAIN_SECONDS": "1"}
     yield env
     subprocess.run(CLI + ["down"], env=env, capture_output=True, timeout=120)

@@ -3,22 +3,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from scripts.ports import free_port, free_port_block  # noqa: F401 - the tests' one source of ports
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_BIN = REPO_ROOT / ".local" / "bin"
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05,
