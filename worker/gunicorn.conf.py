@@ -51,6 +51,11 @@ if _config.model_dir.is_dir():
     os.environ["NER_MODEL_NAME"], os.environ["NER_MODEL_VERSION"] = _name, _version
 
 # --- Serving --------------------------------------------------------------------------
+# Each response leaves in one send (head and body together), so a worker killed mid-response
+# has sent all of it or nothing, and nginx can retry "nothing" on another worker.
+from worker.whole_response import install as send_whole_responses  # noqa: E402
+
+send_whole_responses()
 bind = [_config.bind]
 workers = _config.processes
 # Threads, so /health and /metrics are answered while another thread runs the model

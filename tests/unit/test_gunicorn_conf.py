@@ -20,6 +20,8 @@ _LOAD = textwrap.dedent("""
     out["hooks"] = sorted(k for k in ("on_starting", "when_ready", "on_exit", "child_exit")
                           if callable(ns.get(k)))
     out["metrics_dir"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    from gunicorn.http import wsgi
+    out["response_class"] = wsgi.Response.__name__
     print(json.dumps(out))
 """)
 
@@ -59,6 +61,10 @@ def test_access_log_is_off_because_the_app_logs_requests(tmp_path):
 def test_registrar_hooks_and_metrics_cleanup_are_installed(tmp_path):
     conf = load_conf(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))
     assert conf["hooks"] == ["child_exit", "on_exit", "on_starting", "when_ready"]
+
+
+def test_every_response_is_sent_whole(tmp_path):
+    assert load_conf(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))["response_class"] == "WholeResponse"
 
 
 def test_given_metrics_dir_is_created_and_cleared_of_an_earlier_run(tmp_path):
