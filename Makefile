@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WORKERS ?= 2
 
-.PHONY: setup setup-tests bench up down scale status test test-unit test-integration test-web bench-metrics chaos soak test-compose test-multihost fetch-msra train-model eval clean
+.PHONY: setup setup-tests bench up down scale status test test-unit test-integration test-web bench-metrics chaos kill-midresponse soak test-compose test-multihost fetch-msra train-model eval clean
 
 setup:  ## install nginx, Consul, the Python packages and the default model (idempotent)
 	@bash scripts/setup.sh
@@ -44,6 +44,9 @@ bench:  ## model-path speed side by side (pipeline vs onnx FP32/INT8, micro-batc
 
 chaos: setup  ## one failure at a time under load through the gateway; prints a table per scenario
 	@$(PY) -m bench.chaos
+
+kill-midresponse: setup  ## SIGKILL under load: broken responses with stock gunicorn vs whole responses
+	@$(PY) -m bench.kill_midresponse
 
 soak: setup  ## 10 minutes at ~70 % of capacity: errors, worker RSS and fds over time
 	@$(PY) -m bench.soak --minutes 10
