@@ -93,6 +93,11 @@ errorlog = "-"
 loglevel = "info"
 
 
+# A stopped worker process leaves without tearing down torch (about a second of CPU each):
+# several workers stopping at once would otherwise starve the ones that stay.
+from worker.process_exit import leave_now as worker_exit  # noqa: E402,F401
+
+
 def child_exit(server, worker):
     """Drop the dead process's live gauges (in-flight requests) from the merged metrics."""
     from prometheus_client import multiprocess

@@ -17,7 +17,7 @@ _LOAD = textwrap.dedent("""
     keys = ["bind", "workers", "worker_class", "threads", "preload_app", "timeout",
             "graceful_timeout", "accesslog"]
     out = {k: ns[k] for k in keys}
-    out["hooks"] = sorted(k for k in ("on_starting", "when_ready", "on_exit", "child_exit")
+    out["hooks"] = sorted(k for k in ("on_starting", "when_ready", "on_exit", "child_exit", "worker_exit")
                           if callable(ns.get(k)))
     out["metrics_dir"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     from gunicorn.http import wsgi
@@ -58,9 +58,9 @@ def test_access_log_is_off_because_the_app_logs_requests(tmp_path):
     assert load_conf(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))["accesslog"] is None
 
 
-def test_registrar_hooks_and_metrics_cleanup_are_installed(tmp_path):
+def test_registrar_hooks_metrics_cleanup_and_the_quick_exit_are_installed(tmp_path):
     conf = load_conf(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))
-    assert conf["hooks"] == ["child_exit", "on_exit", "on_starting", "when_ready"]
+    assert conf["hooks"] == ["child_exit", "on_exit", "on_starting", "when_ready", "worker_exit"]
 
 
 def test_every_response_is_sent_whole(tmp_path):
