@@ -51,7 +51,7 @@ kill-midresponse: setup  ## SIGKILL under load: broken responses with stock guni
 soak: setup  ## 10 minutes at ~70 % of capacity: errors, worker RSS and fds over time
 	@$(PY) -m bench.soak --minutes 10
 
-test-compose: setup-tests  ## docker-compose.yml on real containers: podman + runc, local stand-in base images (root)
+test-compose: setup-tests  ## docker-compose.yml, plain and secured, on real containers: podman + runc, local stand-in base images (root)
 	@NER_TEST_COMPOSE=1 $(PY) -m pytest tests/compose
 
 test-multihost: setup-tests  ## a cluster over three network-namespace hosts: link cut, leader kill (root)

@@ -13,7 +13,8 @@ import requests
 
 from tests.compose.podman import podman, run_logged
 from tests.compose.standins import STANDINS
-from tests.support.processes import REPO_ROOT
+from tests.support.load import RequestLoop
+from tests.support.processes import REPO_ROOT, wait_until
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 IMAGE_TAG = "compose-test"
@@ -45,23 +46,27 @@ def build_environment(docker_host: str, conf: Path, project: str, gateway_port: 
 
 @dataclass
 class ComposeProject:
-    """One compose project (the repository's docker-compose.yml) against podman's API socket."""
+    """One compose project (docker-compose.yml, plus any override files) against podman's API socket."""
 
     env: dict[str, str]
     conf: Path
     log: Path
     gateway_port: int
     consul_port: int
+    files: tuple[Path, ...] = (COMPOSE_FILE,)
+    token: str | None = None  # sent to Consul as X-Consul-Token (the secured form's operator token)
 
     @property
     def name(self) -> str:
         return self.env["COMPOSE_PROJECT_NAME"]
 
+    def _compose_argv(self, *args: str) -> list[str]:
+        return ["docker-compose", *(arg for path in self.files for arg in ("-f", str(path))), *args]
+
     def compose(self, *args: str, timeout: float = 600) -> float:
         """Run docker-compose with the project's file; seconds taken; raises on failure."""
         started = time.monotonic()
-        result = run_logged(["docker-compose", "-f", str(COMPOSE_FILE), *args], self.env, self.log,
-                            timeout, cwd=REPO_ROOT)
+        result = run_logged(self._compose_argv(*args), self.env, self.log, timeout, cwd=REPO_ROOT)
         if result.returncode != 0:
             raise RuntimeError(f"docker-compose {' '.join(args)} failed; see {self.log}:\n{self.log_tail()}")
         return time.monotonic() - started
@@ -70,7 +75,7 @@ class ComposeProject:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def service_logs(self, service: str) -> str:
-        result = subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), "logs", "--no-color", service],
+        result = subprocess.run(self._compose_argv("logs", "--no-color", service),
                                 env=self.env, capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
         return result.stdout + result.stderr
 
@@ -94,6 +99,14 @@ class ComposeProject:
     def networks(self) -> list[str]:
         out = podman(self.conf, "network", "ls", "--format", "{{.Name}}").stdout.split()
         return [name for name in out if name.startswith(f"{self.name}_")]
+
+    def volume_path(self, volume: str) -> Path:
+        """Where one of the project's named volumes lives on the host (podman runs as root here)."""
+        return Path(podman(self.conf, "volume", "inspect", "--format", "{{.Mountpoint}}",
+                           f"{self.name}_{volume}").stdout.strip())
+
+    def volume_file(self, volume: str, name: str) -> str:
+        return (self.volume_path(volume) / name).read_text()
 
     def volumes(self) -> list[str]:
         out = podman(self.conf, "volume", "ls", "--format", "{{.Name}}").stdout.split()
@@ -122,10 +135,30 @@ class ComposeProject:
     def passing(self) -> dict[str, str]:
         """Service ID -> address of the passing ner-worker instances."""
         entries = requests.get(f"{self.consul_url}/v1/health/service/ner-worker", params={"passing": "1"},
-                               timeout=5).json()
+                               headers=self._consul_headers(), timeout=5).json()
         return {e["Service"]["ID"]: e["Service"]["Address"] for e in entries}
 
     def catalog_ids(self) -> set[str]:
         """Every ner-worker instance the catalog holds, whatever its health."""
-        entries = requests.get(f"{self.consul_url}/v1/catalog/service/ner-worker", timeout=5).json()
+        entries = requests.get(f"{self.consul_url}/v1/catalog/service/ner-worker", headers=self._consul_headers(),
+                               timeout=5).json()
         return {e["ServiceID"] for e in entries}
+
+    def _consul_headers(self) -> dict[str, str]:
+        return {"X-Consul-Token": self.token} if self.token else {}
+
+    def scale_in_under(self, loop: RequestLoop, workers: int) -> float:
+        """Scale the workers down while `loop` sends; seconds `up --scale` took. The loop is stopped
+        only after Consul holds just `workers` instances, so it saw the whole drain."""
+        loop.start()
+        try:
+            time.sleep(1.0)
+            took = self.compose("up", "-d", "--no-build", "--scale", f"worker={workers}", timeout=300)
+            wait_until(lambda: len(self.passing()) == workers and len(self.catalog_ids()) == workers, 60,
+                       describe=f"{workers} worker(s) left in Consul")
+            settled_at = time.monotonic()
+            time.sleep(1.0)
+        finally:
+            loop.stop()
+        assert loop.outcomes[-1].sent_at >= settled_at, "the request loop ended before the scale-in did"
+        return took

@@ -23,6 +23,7 @@ import requests
 from scripts.localcluster import REPO_ROOT, LocalCluster, wait_for
 from scripts.securemode import SecretStore, ensure_acls
 from tests.integration.conftest import cluster_config, world_readable_dir
+from tests.support.ratelimit import assert_gateway_429, requests_until_limited
 
 TEXT = {"text": "张三在北京的清华大学工作。"}
 RATE, BURST = "5r/s", 10
@@ -151,20 +152,10 @@ def test_the_rate_limit_answers_json_429_with_retry_after_past_its_burst(secure,
     cluster, _ = secure
     url = f"{cluster.config.gateway_url}/v1/ner"
     wait_not_rate_limited(cluster)
-    statuses, limited = [], None
-    for _ in range(100):  # bounded; cheap GETs (the worker answers 405) until the limit bites
-        response = requests.get(url, timeout=5)
-        statuses.append(response.status_code)
-        if response.status_code == 429:
-            limited = response
-            break
+    statuses, limited = requests_until_limited(url, 100)
     assert limited is not None, statuses
     assert BURST <= len(statuses) - 1 <= BURST + 5, statuses  # burst answered at once, then 429
-    assert limited.headers["Content-Type"].startswith("application/json")
-    assert limited.headers["Retry-After"] == "1"
-    assert limited.headers["X-Request-Id"]
-    assert set(limited.json()) == {"title", "description"}
-    assert limited.json()["title"].startswith("429")
+    assert_gateway_429(limited)
     # The gateway's own health URL is never limited, even for a client that is.
     assert requests.get(url, timeout=5).status_code == 429
     assert all(requests.get(f"{cluster.config.gateway_url}/gateway/health", timeout=5).status_code == 200

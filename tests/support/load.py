@@ -21,13 +21,17 @@ class Outcome:
 
 @dataclass
 class RequestLoop:
-    """Sequential POSTs, one fresh connection each, bounded in count and time; stops by itself."""
+    """Sequential POSTs, one fresh connection each, bounded in count and time; stops by itself.
+
+    `interval` paces the loop (seconds between starts), e.g. to stay under a gateway rate limit.
+    """
 
     url: str
     payload: dict
     max_requests: int = 2000
     max_seconds: float = 30.0
     timeout: float = 10.0
+    interval: float = 0.0
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -43,12 +47,14 @@ class RequestLoop:
             if self._stop.is_set() or time.monotonic() > deadline:
                 break
             sent = time.monotonic()
+            next_at = sent + self.interval
             try:
                 response = requests.post(self.url, json=self.payload, timeout=self.timeout,
                                          headers={"Connection": "close"})
                 self.outcomes.append(Outcome(sent, response.status_code, response.headers.get("X-Worker-Id")))
             except requests.RequestException as error:
                 self.outcomes.append(Outcome(sent, None, None, error=type(error).__name__))
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def stop(self) -> "RequestLoop":
         self._stop.set()
