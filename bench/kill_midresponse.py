@@ -25,6 +25,7 @@ from pathlib import Path
 
 import falcon
 
+from scripts.localcluster import child_pids
 from scripts.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -72,15 +73,6 @@ def one_request(port: int) -> str:
         conn.close()
 
 
-def worker_pids(master: int) -> list[int]:
-    """The gunicorn master's live child processes."""
-    try:
-        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    except OSError:
-        return []
-    return [int(pid) for pid in children]
-
-
 def run_variant(whole: bool, kills: int, clients: int, max_seconds: float) -> Counter:
     """Start gunicorn, keep `clients` threads sending, SIGKILL its worker `kills` times; count outcomes."""
     port = free_port()
@@ -116,10 +108,10 @@ def run_variant(whole: bool, kills: int, clients: int, max_seconds: float) -> Co
         done = 0
         while done < kills and time.monotonic() < deadline:
             time.sleep(0.3)  # let traffic flow through the fresh worker first
-            for pid in worker_pids(master.pid):
+            for pid in child_pids(master.pid):
                 os.kill(pid, signal.SIGKILL)
             done += 1
-            while not worker_pids(master.pid) and time.monotonic() < deadline:
+            while not child_pids(master.pid) and time.monotonic() < deadline:
                 time.sleep(0.02)
         stop.set()
         for thread in senders:

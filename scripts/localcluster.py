@@ -133,6 +133,14 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def child_pids(pid: int) -> list[int]:
+    """The live child processes of pid (a gunicorn master's workers); none once pid is gone."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
 @dataclass
 class Proc:
     """One recorded process of the cluster."""

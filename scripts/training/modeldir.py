@@ -53,8 +53,6 @@ def config_json(labels: list[str], backbone: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-
-
 def write_config_files(
     model_dir: Path, labels: list[str], vocab: list[str], embed_width: int, lstm_hidden_size: int
 ) -> dict[str, Any]:

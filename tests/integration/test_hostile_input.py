@@ -8,12 +8,11 @@ import http.client
 import json
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from scripts.localcluster import LocalCluster
+from scripts.localcluster import LocalCluster, child_pids
 from tests.support.rawhttp import RawResponse, exchange, request_bytes
 
 NESTED = b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
@@ -45,8 +44,7 @@ def worker_pids(cluster: LocalCluster) -> dict[int, tuple[int, tuple[int, ...]]]
     """Port -> (gunicorn master pid, its child pids): a crashed or recycled process changes them."""
     pids = {}
     for proc in cluster.workers().values():
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        pids[proc.port] = (proc.pid, tuple(sorted(int(c) for c in children)))
+        pids[proc.port] = (proc.pid, tuple(sorted(child_pids(proc.pid))))
     return pids
 
 
