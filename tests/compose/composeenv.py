@@ -147,6 +147,12 @@ class ComposeProject:
     def _consul_headers(self) -> dict[str, str]:
         return {"X-Consul-Token": self.token} if self.token else {}
 
+    def wait_gateway_serving(self, payload: dict) -> float:
+        """Until the gateway has rendered the passing workers into its upstream and answers 200."""
+        return wait_until(lambda: requests.post(f"{self.gateway_url}/v1/ner", json=payload, timeout=5).ok, 60,
+                          describe="the gateway serving",
+                          on_timeout=lambda: self.service_logs("gateway")[-4000:])
+
     def scale_in_under(self, loop: RequestLoop, workers: int) -> float:
         """Scale the workers down while `loop` sends; seconds `up --scale` took. The loop is stopped
         only after Consul holds just `workers` instances, so it saw the whole drain."""

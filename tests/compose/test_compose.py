@@ -40,8 +40,7 @@ def test_scale_out_to_three_registers_three_distinct_instances(project: ComposeP
     assert len(set(passing)) == 3, passing
     assert set(passing.values()) == container_ips, (passing, container_ips)
 
-    wait_until(lambda: requests.post(f"{project.gateway_url}/v1/ner", json=PAYLOAD, timeout=5).ok, 60,
-               describe="the gateway serving", on_timeout=lambda: project.service_logs("gateway")[-4000:])
+    project.wait_gateway_serving(PAYLOAD)
     seen = set()
     for _ in range(60):
         response = requests.post(f"{project.gateway_url}/v1/ner", json=PAYLOAD, timeout=10,

@@ -36,6 +36,7 @@ def secured(engine: ComposeEngine, record_figure) -> Iterator[ComposeProject]:
         wait_until(lambda: len(project.passing()) == 2, 420, interval=1.0, describe="2 passing workers",
                    on_timeout=lambda: project.log_tail() + project.service_logs("worker")[-4000:])
         record_figure("compose_secure_up_2_workers_passing_s", time.monotonic() - started)
+        project.wait_gateway_serving(PAYLOAD)  # the renderer picks passing workers up within its quiet period
         yield project
 
 
