@@ -12,6 +12,11 @@ the Go-template subset that file uses, with consul-template's semantics:
 * Instances are sorted by node name, then by service ID.
 * `.Address` is the service address, or the node address when that is empty.
 
+Beyond consul-template, a change that only moves weights or warning states (the same
+`server address:port` members) reloads nginx at most once per `--hold-down`: every reload
+closes idle client keep-alive connections, and an overloaded worker's health flaps between
+passing and warning every few seconds. A member joining or leaving is never held.
+
 Anything outside the subset raises TemplateError, so a template that
 consul-template would render differently is refused instead of guessed at.
 
@@ -49,6 +54,11 @@ DEFAULT_RECOVERY_GRACE = 15.0
 DEFAULT_WAIT = "0.2s:2s"
 # consul-template's default max_stale: any server may answer unless it lost the leader longer.
 DEFAULT_MAX_STALE = 2.0
+# Weight-only reloads at most every 15 s: several passing/warning flaps of an overloaded worker
+# (its warning lasts seconds) become one reload, and a worker's weight is never more than 15 s
+# behind its health, which bounds how long a recovered worker runs at a tenth of its share.
+DEFAULT_HOLD_DOWN = "15s"
+HOLD_DOWN_ENV = "NER_RENDER_HOLD_DOWN"
 
 # Check IDs that Consul uses for maintenance mode (see consul/api/health.go).
 NODE_MAINTENANCE = "_node_maintenance"
@@ -557,6 +567,68 @@ def next_index(sent: int, received: int) -> int:
     return max(received, 1)
 
 
+# --------------------------------------------------------------------------- reload hold-down
+
+SERVER_DIRECTIVE_RE = re.compile(r"\s*server\s+([^\s;]+)")
+
+
+def upstream_members(text: str) -> tuple[str, ...]:
+    """The `server address:port` entries of a rendered upstream, sorted: what nginx routes to."""
+    members = []
+    for line in text.splitlines():
+        match = SERVER_DIRECTIVE_RE.match(line.split("#", 1)[0])
+        if match:
+            members.append(match.group(1))
+    return tuple(sorted(members))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a rendered change may reach nginx now, what kind of change it is, and why."""
+
+    apply: bool
+    change: str  # "first" (no live upstream), "membership" or "weights"
+    reason: str
+    due_at: float | None = None  # a held change may be applied from then on
+
+
+class HoldDown:
+    """Weight-only reloads at most once per interval; membership changes are never held."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic):
+        self.interval = interval
+        self.clock = clock
+        self.last_weights_reload: float | None = None
+
+    def decide(self, live: str | None, candidate: str) -> Decision:
+        """Judge a candidate upstream against the live one."""
+        if live is None:
+            return Decision(True, "first", "no live upstream yet")
+        if upstream_members(live) != upstream_members(candidate):
+            return Decision(True, "membership", "an instance joined or left")
+        if self.interval <= 0:
+            return Decision(True, "weights", "hold-down off")
+        due_at = None if self.last_weights_reload is None else self.last_weights_reload + self.interval
+        if due_at is None or self.clock() >= due_at:
+            return Decision(True, "weights", "no weight-only reload within the hold-down")
+        return Decision(False, "weights", "weight-only change within the hold-down", due_at)
+
+    def applied(self, decision: Decision) -> None:
+        """Start the interval when a weight-only change reached nginx."""
+        if decision.change == "weights":
+            self.last_weights_reload = self.clock()
+
+
+@dataclass(frozen=True)
+class Held:
+    """A weight-only change waiting for its hold-down to pass."""
+
+    text: str
+    count: int
+    decision: Decision
+    since: float
+
+
 # --------------------------------------------------------------------------- nginx control
 
 
@@ -635,7 +707,9 @@ class Renderer:
 
     def __init__(self, template: Template, service: str, consul: Consul, out: Path,
                  nginx: NginxControl, wait: tuple[float, float],
-                 recovery_grace: float = DEFAULT_RECOVERY_GRACE):
+                 recovery_grace: float = DEFAULT_RECOVERY_GRACE, hold_down: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
         self.template = template
         self.service = service
         self.consul = consul
@@ -652,6 +726,8 @@ class Renderer:
         self.recovering_until = 0.0
         self.fetched: list[Instance] = []  # what the newest render was made from
         self.applied: list[Instance] = []  # what the live upstream was made from
+        self.hold_down = HoldDown(hold_down, clock)
+        self.held: Held | None = None
 
     # -- signals -------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -703,12 +779,12 @@ class Renderer:
 
     def start_recovery(self, reason: str) -> None:
         """Hold on to the instances we route to while their registrations come back."""
-        self.recovering_until = time.monotonic() + self.recovery_grace
+        self.recovering_until = self.clock() + self.recovery_grace
         log.warning("keeping current instances while consul recovers",
                     extra={"fields": {"reason": reason, "grace_s": self.recovery_grace}})
 
     def recovering(self) -> bool:
-        return time.monotonic() < self.recovering_until
+        return self.clock() < self.recovering_until
 
     def keep_during_recovery(self, instances: list[Instance]) -> list[Instance]:
         """During recovery, instances of the live upstream stay while Consul does not list them
@@ -724,11 +800,11 @@ class Renderer:
 
     def settle(self, text: str, count: int) -> tuple[str, int]:
         """consul-template's wait=MIN:MAX: wait for MIN without changes, at most MAX in all."""
-        started = time.monotonic()
+        started = self.clock()
         quiet_until = started + self.wait_min
         hard_stop = started + self.wait_max
         while True:
-            remaining = min(quiet_until, hard_stop) - time.monotonic()
+            remaining = min(quiet_until, hard_stop) - self.clock()
             if remaining <= 0.001:
                 return text, count
             try:
@@ -737,34 +813,40 @@ class Renderer:
                 return text, count
             if new_text != text:
                 text, count = new_text, new_count
-                quiet_until = time.monotonic() + self.wait_min
+                quiet_until = self.clock() + self.wait_min
 
     # -- applying ------------------------------------------------------------
-    def apply(self, text: str, count: int, waited_ms: float = 0.0) -> Outcome:
+    def apply(self, text: str, count: int, waited_ms: float = 0.0, decision: Decision | None = None) -> Outcome:
         """Write, nginx -t, reload; on a failed test put the last good file back."""
         if text == self.good_text:
             return Outcome(changed=False, ok=True)
         if text == self.rejected_text:
             return Outcome(changed=False, ok=False)  # already refused; wait for new data
-        started = time.monotonic()
+        decision = decision or self.hold_down.decide(self.good_text, text)
+        held_ms = None if self.held is None else round((self.clock() - self.held.since) * 1000, 1)
+        self.held = None  # this attempt carries it, whatever nginx -t says
+        started = self.clock()
         write_atomically(self.out, text)
         checked, check_output = self.nginx.check()
         fields: dict[str, Any] = {"event": "render", "old_count": self.good_count, "new_count": count,
                                   "config_ok": checked, "reloaded": False, "reload_ok": None,
-                                  "waited_ms": waited_ms}
+                                  "waited_ms": waited_ms, "decision": "refused", "change": decision.change,
+                                  "reason": decision.reason, "held_ms": held_ms}
         if not checked:
             self._restore()
             self.rejected_text = text
             fields["check_output"] = check_output
-            fields["took_ms"] = round((time.monotonic() - started) * 1000, 1)
+            fields["took_ms"] = round((self.clock() - started) * 1000, 1)
             log.error("candidate upstream failed the nginx config test; kept the last good one",
                       extra={"fields": fields})
             return Outcome(changed=False, ok=False)
         reloaded, reload_output = self.nginx.reload()
         self.good_text, self.good_count, self.rejected_text = text, count, None
         self.applied = self.fetched
+        self.hold_down.applied(decision)
         fields.update(reloaded=reloaded is True, reload_ok=reloaded,
-                      took_ms=round((time.monotonic() - started) * 1000, 1))
+                      decision="reloaded" if reloaded is True else "written",
+                      took_ms=round((self.clock() - started) * 1000, 1))
         if reloaded is False:
             fields["reload_output"] = reload_output
             log.error("nginx reload failed", extra={"fields": fields})
@@ -773,6 +855,17 @@ class Renderer:
                 fields["note"] = reload_output  # why there was no reload (e.g. nginx not running)
             log.info("upstream rendered", extra={"fields": fields})
         return Outcome(changed=True, ok=reloaded is not False)
+
+    def hold(self, text: str, count: int, decision: Decision) -> None:
+        """Keep a weight-only change until its hold-down passes; log it once per distinct upstream."""
+        since = self.held.since if self.held is not None else self.clock()
+        fresh = self.held is None or self.held.text != text
+        self.held = Held(text, count, decision, since)
+        if fresh:
+            log.info("weight-only change held down", extra={"fields": {
+                "event": "render", "decision": "held", "change": decision.change, "reason": decision.reason,
+                "old_count": self.good_count, "new_count": count, "reloaded": False,
+                "due_in_ms": round(max((decision.due_at or 0) - self.clock(), 0) * 1000, 1)}})
 
     def _restore(self) -> None:
         if self.good_text is None:
@@ -783,14 +876,14 @@ class Renderer:
     # -- main loops ----------------------------------------------------------
     def run_once(self, deadline_seconds: float = 10.0) -> int:
         """Render the current state once (retrying Consul briefly); 0 when the file is good."""
-        deadline = time.monotonic() + deadline_seconds
+        deadline = self.clock() + deadline_seconds
         delay = 0.2
         while True:
             try:
                 text, count, _ = self.fetch(0)
                 break
             except ConsulUnavailable as exc:
-                if time.monotonic() + delay > deadline:
+                if self.clock() + delay > deadline:
                     log.error("consul unavailable", extra={"fields": {"error": str(exc)}})
                     return 1
                 self._sleep(delay)
@@ -799,7 +892,8 @@ class Renderer:
             log.info("upstream unchanged", extra={"fields": {"event": "render", "new_count": count,
                                                              "reloaded": False}})
             return 0
-        return 0 if self.apply(text, count).ok else 1
+        once = Decision(True, self.hold_down.decide(self.good_text, text).change, "render once")
+        return 0 if self.apply(text, count, decision=once).ok else 1
 
     def run_forever(self) -> int:
         """Blocking queries until SIGTERM; Consul outages back off and keep the last good file."""
@@ -808,7 +902,10 @@ class Renderer:
             # While recovering, wake up when the grace ends to drop what never came back.
             block = BLOCK_WAIT_SECONDS
             if self.recovering():
-                block = min(block, max(self.recovering_until - time.monotonic(), 0.05))
+                block = min(block, max(self.recovering_until - self.clock(), 0.05))
+            if self.held is not None and self.held.decision.due_at is not None:
+                # Consul lengthens a blocking wait by up to 1/16: ask for less, so the poll ends by the due time.
+                block = min(block, max((self.held.decision.due_at - self.clock()) * 16 / 17, 0.01))
             try:
                 text, count, moved = self.fetch(block)
             except ConsulUnavailable as exc:
@@ -819,14 +916,31 @@ class Renderer:
             delay = 0.5
             if text == self.good_text:
                 self.good_count = count
-            if text == self.good_text or text == self.rejected_text:
+            if self.unchanged(text):
                 if moved:
                     log.debug("consul changed, upstream did not", extra={"fields": {"index": self.index}})
                 continue
-            started = time.monotonic()
-            text, count = self.settle(text, count)
-            self.apply(text, count, waited_ms=round((time.monotonic() - started) * 1000, 1))
+            started = self.clock()
+            if moved or self.held is None or text != self.held.text:
+                text, count = self.settle(text, count)
+                if self.unchanged(text):
+                    continue
+            waited_ms = round((self.clock() - started) * 1000, 1)
+            decision = self.hold_down.decide(self.good_text, text)
+            if decision.apply:
+                self.apply(text, count, waited_ms=waited_ms, decision=decision)
+            else:
+                self.hold(text, count, decision)
         return 0
+
+    def unchanged(self, text: str) -> bool:
+        """Nothing to do for this render: it is live, or nginx -t refused it; a held change it
+        replaces is dropped when Consul went back to the live upstream."""
+        if text == self.good_text and self.held is not None:
+            log.info("held change withdrawn: consul is back to the live upstream",
+                     extra={"fields": {"event": "render", "decision": "withdrawn", "reloaded": False}})
+            self.held = None
+        return text == self.good_text or text == self.rejected_text
 
 
 # --------------------------------------------------------------------------- logging / CLI
@@ -869,6 +983,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--service", help="Consul service to watch (default: the template's)")
     parser.add_argument("--wait", type=parse_wait, default=DEFAULT_WAIT,
                         help="quiescence MIN:MAX like consul-template's wait (default %(default)s)")
+    parser.add_argument("--hold-down", type=_seconds, default=os.environ.get(HOLD_DOWN_ENV, DEFAULT_HOLD_DOWN),
+                        help="a change of weights or warning states only (same server members) reloads "
+                             "nginx at most once per this interval; joins and leaves are never held; "
+                             f"0 = every change at once ({HOLD_DOWN_ENV}, default %(default)s)")
     parser.add_argument("--once", action="store_true", help="render once and exit")
     parser.add_argument("--max-stale", type=_seconds, default=DEFAULT_MAX_STALE,
                         help="accept an answer from a server that heard from the Raft leader at "
@@ -911,9 +1029,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     wait_min, wait_max = args.wait
     log.info(startup_message(), extra={"fields": {
         "consul": args.consul, "service": service, "template": str(args.template), "out": str(args.out),
-        "wait": f"{wait_min}s:{wait_max}s", "once": args.once}})
+        "wait": f"{wait_min}s:{wait_max}s", "hold_down_s": args.hold_down, "once": args.once}})
     renderer = Renderer(template, service, Consul(args.consul, os.environ.get("CONSUL_HTTP_TOKEN", ""), args.max_stale),
-                        args.out, nginx_control(args), args.wait, args.recovery_grace)
+                        args.out, nginx_control(args), args.wait, args.recovery_grace, args.hold_down)
     renderer.install_signal_handlers()
     try:
         return renderer.run_once() if args.once else renderer.run_forever()
