@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WORKERS ?= 2
 
-.PHONY: setup setup-tests bench up down scale status test test-unit test-integration test-web bench-metrics chaos kill-midresponse soak test-compose test-multihost fetch-msra train-model eval clean
+.PHONY: setup setup-tests bench up down scale status test test-unit test-integration test-web bench-metrics chaos kill-midresponse soak load test-compose test-multihost fetch-msra train-model eval clean
 
 setup:  ## install nginx, Consul, the Python packages and the default model (idempotent)
 	@bash scripts/setup.sh
@@ -50,6 +50,9 @@ kill-midresponse: setup  ## SIGKILL under load: broken responses with stock guni
 
 soak: setup  ## 10 minutes at ~70 % of capacity: errors, worker RSS and fds over time
 	@$(PY) -m bench.soak --minutes 10
+
+load: setup  ## Locust through the gateway, reports in test-artifacts/, non-zero when a failure budget breaks: make load USERS=32 TIME=30s PROFILE=news|original|batch MAX_429=0.01 MAX_P95_MS=300 HOST=http://127.0.0.1:8080
+	@$(PY) -m bench.load $(if $(USERS),--users $(USERS)) $(if $(TIME),--time $(TIME)) $(if $(PROFILE),--profile $(PROFILE)) $(if $(MAX_429),--max-429 $(MAX_429)) $(if $(MAX_P95_MS),--max-p95-ms $(MAX_P95_MS)) $(if $(HOST),--host $(HOST))
 
 test-compose: setup-tests  ## docker-compose.yml, plain and secured, on real containers: podman + runc, local stand-in base images (root)
 	@NER_TEST_COMPOSE=1 $(PY) -m pytest tests/compose
