@@ -14,6 +14,7 @@ from worker.metrics import Metrics, MetricsMiddleware, MetricsResource
 from worker.openapi import OpenApiResource, build_openapi
 from worker.resources import (HealthResource, IndexResource, NerResource, PredictResource,
                               Predictor)
+from worker.saturation import SustainedRefusals
 
 log = logging.getLogger("worker.app")
 
@@ -29,6 +30,8 @@ def create_app(backend: NerBackend, config: WorkerConfig, *, with_metrics: bool 
     metrics = Metrics(config.metrics_dir) if with_metrics else None
     if metrics is not None and hasattr(backend, "set_cache_observer"):
         backend.set_cache_observer(metrics.observe_cache)
+    if metrics is not None and hasattr(backend, "set_queue_observer"):
+        backend.set_queue_observer(metrics)
     middleware: list[object] = [RequestContextMiddleware(config.instance_id)]
     if metrics is not None:
         # After the request context: first in, last out, so it sees the final status, errors included.
@@ -36,7 +39,10 @@ def create_app(backend: NerBackend, config: WorkerConfig, *, with_metrics: bool 
     app = falcon.App(middleware=middleware)
     install_error_handling(app)
 
-    predictor = Predictor(backend, metrics, config.max_inflight)
+    refusals = SustainedRefusals(window_seconds=config.saturation_window_seconds,
+                                 windows=config.saturation_windows, min_ratio=config.saturation_min_ratio)
+    predictor = Predictor(backend, metrics, max_inflight=config.max_inflight,
+                          policy=config.admission_policy(), refusals=refusals)
     app.add_route("/v1/ner", NerResource(predictor, config.max_body_bytes,
                                          config.max_text_chars, config.max_batch_texts))
     app.add_route("/predict", PredictResource(predictor, config.max_body_bytes,

@@ -7,10 +7,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from worker.admission import AdmissionPolicy
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "raner-msra-lstm"
 DEFAULT_CACHE_DIR = REPO_ROOT / ".local" / "cache"
 QUANTIZE_MODES = ("fp32", "int8")
+
+# Admission (worker/admission.py). A request waits for the model at most the queue deadline.
+# The gateway retries a 429 on another worker, up to 3 tries within 5 s
+# (proxy_next_upstream_tries / proxy_next_upstream_timeout): 3 x 500 ms of waiting plus the
+# inference itself (milliseconds for a sentence, well under a second for the longest text)
+# stays far inside those 5 s, while 500 ms of queue is hundreds of requests' worth of
+# forward passes at the default model's speed, so ordinary bursts wait instead of failing.
+DEFAULT_QUEUE_DEADLINE_MS = 500.0
+MAX_QUEUE_DEADLINE_MS = 60_000.0  # nginx's proxy_read_timeout: a longer wait is never answered
+# Waiting requests per process. Each one holds a gunicorn thread while it waits (gthread
+# runs a request on its thread from start to end), so threads are sized from it.
+DEFAULT_MAX_QUEUE = 128
+# Requests in the model at once for backends that do not batch (raner), and the fixed
+# limit of the earlier rule (NER_QUEUE_DEADLINE_MS=0: no free slot means an immediate 429).
+DEFAULT_MAX_INFLIGHT = 3
+# Threads per process: the whole queue, plus requests in the model (a batch holds up to
+# NER_MAX_BATCH of them), plus room for /health, /metrics and answering refusals.
+DEFAULT_THREADS = DEFAULT_MAX_QUEUE + 32
 
 
 @dataclass(frozen=True)
@@ -28,11 +48,18 @@ class WorkerConfig:
     instance_id: str = "ner-worker-local"
     bind: str = "127.0.0.1:8000"
     processes: int = 1
-    threads: int = 4
-    max_inflight: int = 3  # concurrent inference requests per process; beyond it → 429
+    threads: int = DEFAULT_THREADS
+    max_inflight: int = DEFAULT_MAX_INFLIGHT  # requests in a non-batching model at once per process
+    queue_deadline_ms: float = DEFAULT_QUEUE_DEADLINE_MS  # longest wait to start; 0: no free slot → 429
+    max_queue: int = DEFAULT_MAX_QUEUE  # requests waiting to start; one more → 429 at once
     metrics_dir: Path | None = None  # PROMETHEUS_MULTIPROC_DIR: shared metrics across processes
     # Consul checks every second; one probe per second is enough however many checks arrive.
     health_cache_seconds: float = 1.0
+    # /health answers 429 ("warning") only after this many whole windows in a row refused
+    # requests (at least this share of each window's): never for one refusal or one burst.
+    saturation_window_seconds: float = 1.0
+    saturation_windows: int = 3
+    saturation_min_ratio: float = 0.05
     # The onnx backend: exported graphs are cached here, keyed by the weights' checksum.
     cache_dir: Path = DEFAULT_CACHE_DIR
     quantize: str = "fp32"  # fp32 gives the reference's tags; int8 is ~2-3x faster
@@ -43,14 +70,21 @@ class WorkerConfig:
     redis_url: str | None = None  # optional cache shared by all workers
     redis_ttl_seconds: int = 86_400
 
+    def admission_policy(self) -> AdmissionPolicy:
+        return AdmissionPolicy(self.queue_deadline_ms / 1000, self.max_queue)
+
 
 def load_config(environ: Mapping[str, str] = os.environ) -> WorkerConfig:
     """Build the config once at start-up so a bad value fails fast with a clear message."""
     env = _Env(environ)
-    threads = env.positive_int("NER_THREADS", 4)
+    threads = env.positive_int("NER_THREADS", DEFAULT_THREADS)
     bind = env.text("NER_BIND") or "127.0.0.1:8000"
     _check_bind(bind)
     metrics_dir = env.text("PROMETHEUS_MULTIPROC_DIR") or env.text("prometheus_multiproc_dir")
+    deadline_ms = env.non_negative_float("NER_QUEUE_DEADLINE_MS", DEFAULT_QUEUE_DEADLINE_MS)
+    if deadline_ms > MAX_QUEUE_DEADLINE_MS:
+        raise ValueError(f"NER_QUEUE_DEADLINE_MS must be at most {MAX_QUEUE_DEADLINE_MS:.0f} (the gateway "
+                         f"stops waiting for a worker after 60 s), got {deadline_ms:g}")
     return WorkerConfig(
         model_dir=Path(env.text("NER_MODEL_DIR") or DEFAULT_MODEL_DIR).expanduser().resolve(),
         model_name=env.text("NER_MODEL_NAME"),
@@ -65,7 +99,9 @@ def load_config(environ: Mapping[str, str] = os.environ) -> WorkerConfig:
         processes=env.positive_int("NER_PROCESSES", 1),
         threads=threads,
         # Leave one thread free so /health still answers while the others predict.
-        max_inflight=env.positive_int("NER_MAX_INFLIGHT", max(1, threads - 1)),
+        max_inflight=env.positive_int("NER_MAX_INFLIGHT", min(DEFAULT_MAX_INFLIGHT, max(1, threads - 1))),
+        queue_deadline_ms=deadline_ms,
+        max_queue=env.positive_int("NER_MAX_QUEUE", DEFAULT_MAX_QUEUE),
         metrics_dir=Path(metrics_dir) if metrics_dir else None,
         cache_dir=Path(env.text("NER_CACHE_DIR") or DEFAULT_CACHE_DIR).expanduser().resolve(),
         quantize=env.choice("NER_QUANTIZE", QUANTIZE_MODES, "fp32"),

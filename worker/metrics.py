@@ -9,8 +9,12 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
                                Histogram, generate_latest)
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from worker.admission import REASONS
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Queue waits are bounded by NER_QUEUE_DEADLINE_MS (default 500 ms); most are a batch or two.
+_WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class Metrics:
@@ -35,7 +39,15 @@ class Metrics:
         self.texts = Counter("ner_texts", "Texts analysed.", registry=reg)
         self.characters = Counter("ner_characters", "Characters analysed.", registry=reg)
         self.overloaded = Counter("ner_overloaded", "Requests refused with 429 because the "
-                                  "process was busy.", registry=reg)
+                                  "process was busy, by reason: deadline (could not start within "
+                                  "the queue deadline) or queue_full (the queue was full at arrival).",
+                                  ["reason"], registry=reg)
+        for reason in REASONS:
+            self.overloaded.labels(reason)  # both series exist from the start, at 0
+        self.queue_wait = Histogram("ner_queue_wait_seconds", "Time a request waited for the model "
+                                    "before it started.", buckets=_WAIT_BUCKETS, registry=reg)
+        self.queue_length = Gauge("ner_queue_length", "Requests waiting for the model right now.",
+                                  registry=reg, multiprocess_mode="livesum")
         self.cache_lookups = Counter("ner_result_cache_lookups", "Texts looked up in the result "
                                      "cache, by layer (memory, redis) and result (hit, miss).",
                                      ["layer", "result"], registry=reg)
@@ -46,6 +58,15 @@ class Metrics:
 
     def observe_cache(self, layer: str, result: str, count: int) -> None:
         self.cache_lookups.labels(layer, result).inc(count)
+
+    def observe_refusal(self, reason: str) -> None:
+        self.overloaded.labels(reason).inc()
+
+    def observe_queue_length(self, waiting: int) -> None:
+        self.queue_length.set(waiting)
+
+    def observe_queue_wait(self, seconds: float) -> None:
+        self.queue_wait.observe(seconds)
 
     def observe_inference(self, batch_size: int, seconds: float) -> None:
         self.inference_seconds.observe(seconds)

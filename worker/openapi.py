@@ -130,15 +130,22 @@ def _error(description: str, **kwargs: bool) -> dict[str, Any]:
     return _response(description, JSON, _ERROR_REF, **kwargs)
 
 
-def _inference_errors() -> dict[str, Any]:
+def _inference_errors(config: WorkerConfig) -> dict[str, Any]:
     """What any route that runs the model can answer besides success."""
+    if config.queue_deadline_ms > 0:
+        overloaded = (f"The request could not start within this worker's queue deadline "
+                      f"({config.queue_deadline_ms:g} ms), or {config.max_queue} requests were already "
+                      f"waiting when it arrived; retry after Retry-After. The gateway first retries "
+                      f"it on another worker.")
+    else:
+        overloaded = ("Every inference slot of the worker is busy (no queue: NER_QUEUE_DEADLINE_MS=0); "
+                      "retry after Retry-After. The gateway first retries it on another worker.")
     return {
         "400": _error("Malformed JSON, not UTF-8, wrong types, a missing field or empty text."),
         "413": _error("Body, a text or the batch is over the limits (see the request schema).",
                       from_gateway_too=True),
         "415": _error("Content-Type is not application/json (charset, if given, must be UTF-8)."),
-        "429": _error("Every inference slot of the worker is busy; retry after Retry-After.",
-                      retry_after=True),
+        "429": _error(overloaded, retry_after=True),
         "500": _error("An unexpected failure; the description never carries internal details.",
                       from_gateway_too=True),
         "503": _error("The model failed on this worker, or (from the gateway) no healthy worker "
@@ -177,7 +184,7 @@ def build_openapi(config: WorkerConfig) -> dict[str, Any]:
                 "responses": {
                     "200": _response("Entities of the text, or one result per text in input order.",
                                      JSON, {"oneOf": [_ref("SingleResult"), _ref("BatchResult")]}),
-                    **_inference_errors(),
+                    **_inference_errors(config),
                 },
             }},
             "/predict": {"post": {
@@ -186,7 +193,7 @@ def build_openapi(config: WorkerConfig) -> dict[str, Any]:
                 "requestBody": _json_body("One text.", _ref("PredictRequest"), {"text": "张三在北京工作。"}),
                 "responses": {
                     "200": _response("Entities of the text.", JSON, _ref("PredictResult")),
-                    **_inference_errors(),
+                    **_inference_errors(config),
                 },
             }},
             "/health": {"get": {
@@ -199,7 +206,9 @@ def build_openapi(config: WorkerConfig) -> dict[str, Any]:
                 }],
                 "responses": {
                     "200": _response("The model answers a probe.", JSON, _ref("Health")),
-                    "429": _error("Ready but shedding load (Consul: warning).", retry_after=True),
+                    "429": _error("Ready, but refusing requests for several seconds in a row "
+                                  "(Consul: warning); a single refusal leaves it at 200.",
+                                  retry_after=True),
                     "503": _error("Not ready, or the id names another instance.", from_gateway_too=True),
                 },
             }},

@@ -11,10 +11,12 @@ from typing import Any, Callable
 
 import falcon
 
+from worker.admission import AdmissionPolicy, Refused, SlotQueue
 from worker.backends.base import NerBackend
 from worker.entities import Entity
 from worker.errors import InvalidRequest, NotReady, Overloaded, PayloadTooLarge, UnsupportedMediaType
 from worker.metrics import Metrics
+from worker.saturation import SustainedRefusals
 
 log = logging.getLogger("worker.resources")
 
@@ -139,23 +141,29 @@ def _json_type(value: Any) -> str:
 # ---------------------------------------------------------------- prediction
 
 class Predictor:
-    """Runs the backend with a bound on concurrent inference, so a busy process answers 429 fast."""
+    """Runs the backend behind admission, so a busy process queues briefly and refuses (429) only when it must.
 
-    def __init__(self, backend: NerBackend, metrics: Metrics | None, max_inflight: int,
-                 saturation_seconds: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    A backend that queues requests itself (the onnx batcher: its queue is the admission
+    queue, batches are taken from it) is called directly; any other waits for one of
+    `max_inflight` slots in a SlotQueue. Either way a refusal is counted by reason and
+    fed to the sustained-refusal tracker that /health reads.
+    """
+
+    def __init__(self, backend: NerBackend, metrics: Metrics | None, *, max_inflight: int,
+                 policy: AdmissionPolicy, refusals: SustainedRefusals | None = None) -> None:
         self._backend = backend
         self._metrics = metrics
-        self._slots = threading.BoundedSemaphore(max_inflight)
-        self._saturation_seconds = saturation_seconds
-        self._clock = clock
-        self._refused_at: float | None = None
+        self._refusals = refusals or SustainedRefusals()
+        self._slots: SlotQueue | None = None
+        if not getattr(backend, "queues_requests", False):
+            self._slots = SlotQueue(max_inflight, policy)
+            if metrics is not None:
+                self._slots.observer = metrics
         self.model = f"{backend.name}@{backend.version}"
 
     def saturated(self) -> bool:
-        """Refused work recently: one refusal keeps it so for a while, so health does not flap per request."""
-        refused_at = self._refused_at
-        return refused_at is not None and self._clock() - refused_at < self._saturation_seconds
+        """Refusing requests for several windows in a row (not one refusal): /health then says 429."""
+        return self._refusals.saturated()
 
     def predict(self, texts: list[str]) -> list[list[Entity]]:
         if self._metrics is not None:
@@ -165,23 +173,32 @@ class Predictor:
         results: list[list[Entity]] = [[] for _ in texts]
         if not todo:
             return results
-        if not self._slots.acquire(blocking=False):
-            self._refused_at = self._clock()
-            if self._metrics is not None:
-                self._metrics.overloaded.inc()
-            raise Overloaded("all inference slots of this worker are busy; retry shortly")
         try:
-            started = time.perf_counter()
-            predicted = self._backend.predict_batch([texts[i] for i in todo])
+            predicted = self._admitted_predict([texts[i] for i in todo])
+        except Refused as refused:
+            self._refusals.record(refused=True)
             if self._metrics is not None:
-                self._metrics.observe_inference(len(todo), time.perf_counter() - started)
-        finally:
-            self._slots.release()
+                self._metrics.observe_refusal(refused.reason)
+            raise Overloaded(refused.description) from None
+        self._refusals.record(refused=False)
         if len(predicted) != len(todo):
             raise RuntimeError(f"backend returned {len(predicted)} results for {len(todo)} texts")
         for i, entities in zip(todo, predicted):
             results[i] = list(entities)
         return results
+
+    def _admitted_predict(self, texts: list[str]) -> list[list[Entity]]:
+        if self._slots is None:
+            return self._timed_predict(texts)
+        with self._slots.admitted():
+            return self._timed_predict(texts)
+
+    def _timed_predict(self, texts: list[str]) -> list[list[Entity]]:
+        started = time.perf_counter()
+        predicted = self._backend.predict_batch(texts)
+        if self._metrics is not None:
+            self._metrics.observe_inference(len(texts), time.perf_counter() - started)
+        return predicted
 
 
 def _note_texts(req: falcon.Request, texts: list[str]) -> None:
@@ -238,8 +255,8 @@ class PredictResource:
 class HealthResource:
     """GET /health: readiness for Consul, with a static body so check output never changes.
 
-    200 ready, 429 ready but shedding load (Consul "warning": the gateway gives it less
-    weight), 503 not ready. Each outcome has one fixed body.
+    200 ready, 429 ready but refusing requests for several seconds in a row (Consul
+    "warning": the gateway gives it less weight), 503 not ready. Each outcome has one fixed body.
     """
 
     def __init__(self, backend: NerBackend, cache_seconds: float = 1.0,
@@ -280,7 +297,7 @@ class HealthResource:
         if not self.is_healthy():
             raise NotReady("the model cannot predict right now")
         if self._saturated():
-            raise Overloaded("this worker is refusing inference: all its slots are busy")
+            raise Overloaded("this worker has been refusing requests for several seconds in a row")
         resp.media = {"status": "ok"}
         resp.cache_control = ["no-store"]
 

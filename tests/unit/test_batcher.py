@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from worker.admission import DEADLINE, QUEUE_FULL, AdmissionPolicy, Refused
 from worker.backends.batcher import MicroBatcher
 
 
@@ -127,3 +128,156 @@ def test_empty_submit_and_closed_batcher():
     batcher.close()
     with pytest.raises(RuntimeError, match="closed"):
         batcher.submit([1])
+
+
+# ------------------------------------------------------------------ the batcher as the admission queue
+
+class Gate:
+    """A batch function that blocks on its first batch until opened, so requests pile up behind it."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.entered = threading.Event()
+        self.open = threading.Event()
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.batches.append(list(items))
+        self.entered.set()
+        self.open.wait(10)
+        return [item * 2 for item in items]
+
+
+class Lengths:
+    def __init__(self) -> None:
+        self.lengths: list[int] = []
+        self.waits: list[float] = []
+
+    def observe_queue_length(self, waiting: int) -> None:
+        self.lengths.append(waiting)
+
+    def observe_queue_wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.001)
+
+
+def in_thread(batcher: MicroBatcher, items: list[int], outcomes: dict, key) -> threading.Thread:
+    def run() -> None:
+        try:
+            outcomes[key] = batcher.submit(items, timeout=10)
+        except BaseException as error:  # noqa: BLE001
+            outcomes[key] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def busy_batcher(max_queue: int = 8, deadline: float = 5.0, max_batch: int = 16):
+    """A batcher whose model is stuck in a first batch, with admission."""
+    gate = Gate()
+    batcher = MicroBatcher(gate, max_batch=max_batch, max_wait=0.0,
+                           admission=AdmissionPolicy(deadline_seconds=deadline, max_queue=max_queue))
+    outcomes: dict = {}
+    first = in_thread(batcher, [0], outcomes, "first")
+    assert gate.entered.wait(5)
+    return gate, batcher, outcomes, [first]
+
+
+def test_the_next_batch_takes_every_waiting_request_not_a_fixed_number():
+    gate, batcher, outcomes, threads = busy_batcher(max_queue=16, max_batch=16)
+    for i in range(1, 11):
+        threads.append(in_thread(batcher, [i], outcomes, i))
+    wait_for(lambda: batcher.waiting == 10)
+    gate.open.set()
+    for thread in threads:
+        thread.join(5)
+    assert sorted(gate.batches[1]) == list(range(1, 11))  # all ten waiting requests in one pass
+    assert outcomes == {"first": [0], **{i: [i * 2] for i in range(1, 11)}}
+    batcher.close()
+
+
+def test_a_request_that_finds_the_batchers_queue_full_is_refused_at_once():
+    gate, batcher, outcomes, threads = busy_batcher(max_queue=2)
+    threads += [in_thread(batcher, [i], outcomes, i) for i in (1, 2)]
+    wait_for(lambda: batcher.waiting == 2)
+    started = time.monotonic()
+    with pytest.raises(Refused) as refused:
+        batcher.submit([3])
+    assert time.monotonic() - started < 0.5
+    assert refused.value.reason == QUEUE_FULL
+    gate.open.set()
+    for thread in threads:
+        thread.join(5)
+    assert all(3 not in batch for batch in gate.batches)
+    assert outcomes[1] == [2] and outcomes[2] == [4]
+    batcher.close()
+
+
+def test_a_request_that_cannot_start_within_the_deadline_is_refused_and_never_reaches_the_model():
+    gate, batcher, outcomes, threads = busy_batcher(deadline=0.1)
+    started = time.monotonic()
+    with pytest.raises(Refused) as refused:
+        batcher.submit([7])
+    assert refused.value.reason == DEADLINE
+    assert 0.09 <= time.monotonic() - started < 2.0
+    assert batcher.waiting == 0
+    gate.open.set()
+    threads[0].join(5)
+    assert batcher.submit([1]) == [2]  # the batcher carries on
+    assert all(7 not in batch for batch in gate.batches)
+    batcher.close()
+
+
+def test_a_request_larger_than_a_batch_is_served_across_batches_once_started():
+    gate, batcher, outcomes, threads = busy_batcher(max_batch=4)
+    threads.append(in_thread(batcher, list(range(1, 11)), outcomes, "big"))
+    wait_for(lambda: batcher.waiting == 1)
+    gate.open.set()
+    for thread in threads:
+        thread.join(5)
+    assert outcomes["big"] == [i * 2 for i in range(1, 11)]
+    assert [len(batch) for batch in gate.batches[1:]] == [4, 4, 2]
+    batcher.close()
+
+
+def test_an_urgent_call_goes_first_even_past_a_full_queue():
+    gate, batcher, outcomes, threads = busy_batcher(max_queue=1)
+    threads.append(in_thread(batcher, [1], outcomes, 1))
+    wait_for(lambda: batcher.waiting == 1)
+    probe = threading.Thread(
+        target=lambda: outcomes.__setitem__("probe", batcher.submit([99], timeout=10, urgent=True)))
+    probe.start()
+    wait_for(lambda: len(batcher._calls) == 2)  # noqa: SLF001 - both queued
+    gate.open.set()
+    for thread in threads + [probe]:
+        thread.join(5)
+    assert outcomes["probe"] == [198]
+    assert gate.batches[1][0] == 99
+    batcher.close()
+
+
+def test_the_queue_reports_its_length_and_each_requests_wait():
+    gate, batcher, outcomes, threads = busy_batcher()
+    batcher.observer = seen = Lengths()
+    threads += [in_thread(batcher, [i], outcomes, i) for i in (1, 2)]
+    wait_for(lambda: batcher.waiting == 2)
+    time.sleep(0.02)
+    gate.open.set()
+    for thread in threads:
+        thread.join(5)
+    assert seen.lengths == [1, 2, 0]
+    assert len(seen.waits) == 2 and min(seen.waits) >= 0.015
+    batcher.close()
+
+
+def test_admission_needs_a_deadline_and_room_in_the_queue():
+    with pytest.raises(ValueError):
+        MicroBatcher(Recorder(), admission=AdmissionPolicy(deadline_seconds=0.0, max_queue=4))
+    with pytest.raises(ValueError):
+        MicroBatcher(Recorder(), admission=AdmissionPolicy(deadline_seconds=1.0, max_queue=0))

@@ -4,6 +4,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
+import time
+from contextlib import contextmanager
 
 import pytest
 from falcon import testing
@@ -247,24 +250,91 @@ def test_backend_returning_the_wrong_number_of_results_is_500():
 
 # ------------------------------------------------------------------ overload
 
-def test_inference_beyond_the_inflight_limit_is_429_with_retry_after():
-    import threading
-
+@contextmanager
+def busy_slot(**overrides):
+    """A client whose only inference slot is held by a request waiting on a gate."""
     backend = FakeBackend()
     backend.gate = threading.Event()
-    client = make_client(backend, max_inflight=1)
+    client = make_client(backend, max_inflight=1, **overrides)
     first = threading.Thread(target=client.simulate_post, args=("/v1/ner",),
                              kwargs={"json": {"text": "北京"}})
     first.start()
     try:
         assert backend.entered.wait(5)
-        result = client.simulate_post("/v1/ner", json={"text": "北京"})
+        yield client, backend
     finally:
         backend.gate.set()
         first.join(5)
-    assert_error(result, 429)
+
+
+def post_in_thread(client, results: list) -> threading.Thread:
+    thread = threading.Thread(target=lambda: results.append(
+        client.simulate_post("/v1/ner", json={"text": "北京"})))
+    thread.start()
+    return thread
+
+
+def test_with_deadline_zero_inference_beyond_the_slots_is_429_at_once():
+    with busy_slot(queue_deadline_ms=0) as (client, _):
+        started = time.monotonic()
+        result = client.simulate_post("/v1/ner", json={"text": "北京"})
+        assert time.monotonic() - started < 0.5
+    assert_error(result, 429, "busy")
     assert result.headers["Retry-After"] == "1"
     assert client.simulate_post("/v1/ner", json={"text": "北京"}).status_code == 200
+
+
+def test_a_request_waits_for_a_busy_slot_and_is_answered_once_it_frees():
+    with busy_slot(queue_deadline_ms=5000) as (client, backend):
+        results: list = []
+        waiting = post_in_thread(client, results)
+        time.sleep(0.05)
+        assert results == []  # still waiting, not refused
+        backend.gate.set()
+        waiting.join(5)
+    assert results[0].status_code == 200
+    assert results[0].json["entities"][0]["span"] == "北京"
+
+
+def test_a_request_that_cannot_start_within_the_deadline_is_429_with_retry_after():
+    with busy_slot(queue_deadline_ms=50) as (client, _):
+        result = client.simulate_post("/v1/ner", json={"text": "北京"})
+    assert_error(result, 429, "within 50 ms")
+    assert result.headers["Retry-After"] == "1"
+
+
+def wait_until_queued(client, waiting: int) -> None:
+    deadline = time.monotonic() + 5
+    while f"ner_queue_length {waiting:.1f}" not in client.simulate_get("/metrics").text:
+        assert time.monotonic() < deadline, "the request never queued"
+        time.sleep(0.005)
+
+
+def test_a_request_that_finds_the_queue_full_is_429_at_once():
+    with busy_slot(queue_deadline_ms=5000, max_queue=1) as (client, _):
+        results: list = []
+        waiting = post_in_thread(client, results)
+        wait_until_queued(client, 1)
+        started = time.monotonic()
+        result = client.simulate_post("/predict", json={"text": "北京"})
+        assert time.monotonic() - started < 0.5
+    waiting.join(5)
+    assert_error(result, 429, "already waiting")
+    assert result.headers["Retry-After"] == "1"
+    assert results[0].status_code == 200
+
+
+def test_refusals_are_counted_by_reason():
+    with busy_slot(queue_deadline_ms=300, max_queue=1) as (client, _):
+        results: list = []
+        waiting = post_in_thread(client, results)
+        wait_until_queued(client, 1)
+        assert client.simulate_post("/v1/ner", json={"text": "北京"}).status_code == 429  # queue full
+        waiting.join(5)  # refused once its 300 ms are over
+    assert results[0].status_code == 429
+    metrics = client.simulate_get("/metrics").text
+    assert 'ner_overloaded_total{reason="deadline"} 1.0' in metrics
+    assert 'ner_overloaded_total{reason="queue_full"} 1.0' in metrics
 
 
 # ------------------------------------------------------------------ falcon's own errors

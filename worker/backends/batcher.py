@@ -2,18 +2,27 @@
 
 One forward pass over eight sentences costs far less than eight passes over
 one, but gunicorn hands each request its own thread. Threads put their items
-on a queue and wait; one batching thread takes what is queued (waiting at
-most `max_wait` for callers already known to be on their way), runs the
-batch function once, and hands each caller exactly its own results.
+in a queue and wait; one batching thread takes what is queued, oldest request
+first (waiting at most `max_wait` for callers already known to be on their
+way), runs the batch function once, and hands each caller exactly its own
+results.
+
+Given an AdmissionPolicy, that queue is the worker's admission queue: it holds
+at most `max_queue` requests that have not started, a request that arrives to
+a full queue is refused at once, and one that is still waiting when its
+deadline passes leaves the queue refused (worker.admission.Refused). Batches
+are taken from whatever waits, so a deeper queue means fuller forward passes.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from typing import Callable, Generic, Sequence, TypeVar
+
+from worker.admission import AdmissionPolicy, NoObserver, QueueObserver
 
 logger = logging.getLogger(__name__)
 
@@ -21,26 +30,32 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-class _Call(Generic[Result]):
-    """One caller's items: results land in its slots, the last one wakes the caller."""
+class _Call(Generic[Item, Result]):
+    """One caller's items: how many a batch has taken, and where their results land."""
 
-    __slots__ = ("results", "error", "remaining", "done", "lock")
+    __slots__ = ("items", "taken", "results", "error", "remaining", "started", "started_flag", "done",
+                 "arrived", "admitted")
 
-    def __init__(self, count: int) -> None:
-        self.results: list[Result | None] = [None] * count
+    def __init__(self, items: Sequence[Item], arrived: float, admitted: bool) -> None:
+        self.items = items
+        self.taken = 0  # items already in a batch; guarded by the batcher's lock
+        self.results: list[Result | None] = [None] * len(items)
         self.error: BaseException | None = None
-        self.remaining = count
+        self.remaining = len(items)
+        self.started_flag = False  # set under the batcher's lock when the first item is taken
+        self.started = threading.Event()
         self.done = threading.Event()
-        self.lock = threading.Lock()
+        self.arrived = arrived
+        self.admitted = admitted  # went through admission (counted in the queue, bound by the deadline)
 
     def finish(self, slot: int, result: Result | None, error: BaseException | None) -> None:
-        with self.lock:
-            if error is not None and self.error is None:
-                self.error = error
-            self.results[slot] = result
-            self.remaining -= 1
-            if self.remaining == 0:
-                self.done.set()
+        """Only the batching thread calls this, so no lock is needed."""
+        if error is not None and self.error is None:
+            self.error = error
+        self.results[slot] = result
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.done.set()
 
 
 class MicroBatcher(Generic[Item, Result]):
@@ -52,48 +67,80 @@ class MicroBatcher(Generic[Item, Result]):
         *,
         max_batch: int = 16,
         max_wait: float = 0.002,
+        admission: AdmissionPolicy | None = None,
         name: str = "ner-batcher",
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if admission is not None and (admission.deadline_seconds <= 0 or admission.max_queue < 1):
+            raise ValueError("a batcher's admission needs a deadline > 0 and max_queue >= 1")
         self._run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait = max(0.0, max_wait)
-        self._queue: queue.SimpleQueue[tuple[_Call, int, Item]] = queue.SimpleQueue()
+        self.admission = admission
+        self.observer: QueueObserver = NoObserver()
+        self._cond = threading.Condition()
+        self._calls: deque[_Call[Item, Result]] = deque()  # calls with items not yet taken, oldest first
+        self._unstarted = 0  # admitted calls in _calls none of whose items a batch has taken yet
         # Callers announced so far, and how many of them have since queued their items (or gave up).
         self._announced = 0
         self._resolved = 0
-        self._arriving_lock = threading.Lock()
         self._closed = False
         self.batches = 0
         self.items = 0
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
+    @property
+    def waiting(self) -> int:
+        """Admitted requests that have not started yet."""
+        return self._unstarted
+
     def announce(self) -> None:
         """Say a submit() is on its way (still tokenising), so a gathering batch waits for it."""
-        with self._arriving_lock:
+        with self._cond:
             self._announced += 1
 
     def withdraw(self) -> None:
         """Undo announce() for a caller that will not submit after all."""
-        with self._arriving_lock:
+        with self._cond:
             self._resolved += 1
+            self._cond.notify()
 
-    def submit(self, items: Sequence[Item], timeout: float | None = None, *, announced: bool = False) -> list[Result]:
-        """Results for items, in their order; raises what the batch raised, or TimeoutError."""
-        if not announced:
-            self.announce()
-        call: _Call[Result] = _Call(len(items))
-        try:
+    def submit(self, items: Sequence[Item], timeout: float | None = None, *, announced: bool = False,
+               urgent: bool = False) -> list[Result]:
+        """Results for items, in their order; raises what the batch raised, Refused, or TimeoutError.
+
+        urgent: goes to the front of the queue and past admission (the health probe, which
+        must answer within the health check's timeout however long the queue is).
+        """
+        admitted = self.admission is not None and not urgent
+        call: _Call[Item, Result] = _Call(items, time.monotonic(), admitted)
+        with self._cond:
+            if announced:
+                self._resolved += 1
+            self._cond.notify()
             if self._closed:
                 raise RuntimeError("the batcher is closed")
-            for slot, item in enumerate(items):
-                self._queue.put((call, slot, item))
-        finally:
-            self.withdraw()
-        if not items:
-            return []
+            if not items:
+                return []
+            if admitted and self._unstarted >= self.admission.max_queue:  # type: ignore[union-attr]
+                raise self.admission.refuse_full()  # type: ignore[union-attr]
+            if urgent:
+                self._calls.appendleft(call)
+            else:
+                self._calls.append(call)
+            if admitted:
+                self._unstarted += 1
+                self.observer.observe_queue_length(self._unstarted)
+        if admitted and not call.started.wait(self.admission.deadline_seconds):  # type: ignore[union-attr]
+            with self._cond:
+                # Decided under the lock: a batch that took the call as the wait ran out still serves it.
+                if not call.started_flag:
+                    self._calls.remove(call)
+                    self._unstarted -= 1
+                    self.observer.observe_queue_length(self._unstarted)
+                    raise self.admission.refuse_late()  # type: ignore[union-attr]
         if not call.done.wait(timeout):
             raise TimeoutError(f"no result from the model within {timeout:.1f}s")
         if call.error is not None:
@@ -102,40 +149,62 @@ class MicroBatcher(Generic[Item, Result]):
 
     def close(self) -> None:
         """Stop the batching thread after the work already queued."""
-        self._closed = True
-        self._queue.put(None)  # type: ignore[arg-type]
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
         self._thread.join(timeout=5)
 
-    def _gather(self, first: tuple[_Call, int, Item]) -> list[tuple[_Call, int, Item]]:
-        """The first item plus whatever arrives before the batch is full or the wait is over."""
-        batch = [first]
-        deadline = time.monotonic() + self.max_wait
-        # Wait only for callers announced before this batch began: under steady load new ones
-        # keep coming, and waiting for them too would hold every batch for the full max_wait.
-        awaited = self._announced
-        while len(batch) < self.max_batch:
-            try:
-                entry = self._queue.get_nowait()
-            except queue.Empty:
+    def _gather(self) -> list[tuple[_Call[Item, Result], int, Item]]:
+        """Items from the oldest calls until the batch is full or the wait is over; empty once closed."""
+        batch: list[tuple[_Call[Item, Result], int, Item]] = []
+        started: list[_Call[Item, Result]] = []
+        with self._cond:
+            while not self._calls:
+                if self._closed:
+                    return batch
+                self._cond.wait()
+            deadline = time.monotonic() + self.max_wait
+            # Wait only for callers announced before this batch began: under steady load new ones
+            # keep coming, and waiting for them too would hold every batch for the full max_wait.
+            awaited = self._announced
+            while True:
+                self._take(batch, started)
+                if len(batch) >= self.max_batch:
+                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._resolved >= awaited:
                     break
-                try:
-                    entry = self._queue.get(timeout=min(remaining, 0.0005))
-                except queue.Empty:
-                    continue
-            if entry is None:
-                self._queue.put(None)  # type: ignore[arg-type]
-                break
-            batch.append(entry)
+                self._cond.wait(remaining)
+        now = time.monotonic()
+        for call in started:
+            call.started.set()
+            if call.admitted:
+                self.observer.observe_queue_wait(now - call.arrived)
         return batch
+
+    def _take(self, batch: list, started: list) -> None:
+        """Move items from the head of the queue into the batch; called with the lock held."""
+        unstarted = self._unstarted
+        while self._calls and len(batch) < self.max_batch:
+            call = self._calls[0]
+            if not call.started_flag:
+                call.started_flag = True
+                started.append(call)
+                if call.admitted:
+                    self._unstarted -= 1
+            count = min(len(call.items) - call.taken, self.max_batch - len(batch))
+            batch.extend((call, slot, call.items[slot]) for slot in range(call.taken, call.taken + count))
+            call.taken += count
+            if call.taken == len(call.items):
+                self._calls.popleft()
+        if self._unstarted != unstarted:
+            self.observer.observe_queue_length(self._unstarted)
 
     def _loop(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
+            batch = self._gather()
+            if not batch:
                 return
-            batch = self._gather(first)
             try:
                 results = self._run_batch([item for _, _, item in batch])
                 if len(results) != len(batch):

@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from worker.admission import AdmissionPolicy, QueueObserver
 from worker.backends.base import BackendError
 from worker.backends.batcher import MicroBatcher
 from worker.backends.modeldir import local_model_dir
@@ -137,6 +138,7 @@ class FastBackend:
         overlap: int = 20,
         max_batch: int = 16,
         batch_wait_ms: float = 2.0,
+        admission: AdmissionPolicy | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -149,7 +151,18 @@ class FastBackend:
         self._lock = threading.Lock()
         self._batcher: MicroBatcher[Encoding, np.ndarray] | None = None
         if max_batch > 1:
-            self._batcher = MicroBatcher(tagger.tag, max_batch=max_batch, max_wait=batch_wait_ms / 1000)
+            self._batcher = MicroBatcher(tagger.tag, max_batch=max_batch, max_wait=batch_wait_ms / 1000,
+                                         admission=admission)  # fmt: skip
+
+    @property
+    def queues_requests(self) -> bool:
+        """Whether requests wait for the model in this backend's own admission queue (the batcher's)."""
+        return self._batcher is not None and self._batcher.admission is not None
+
+    def set_queue_observer(self, observer: QueueObserver) -> None:
+        """Where the batcher's queue length and waits go (the metrics)."""
+        if self._batcher is not None:
+            self._batcher.observer = observer
 
     @classmethod
     def from_directory(
@@ -164,6 +177,7 @@ class FastBackend:
         max_batch: int = 16,
         batch_wait_ms: float = 2.0,
         torch_threads: int = 1,
+        admission: AdmissionPolicy | None = None,
     ) -> FastBackend:
         """Export (or reuse the cached export of) a local RaNER directory and open it."""
         model_dir = local_model_dir(model_dir, ("configuration.json", WEIGHTS_FILE, "vocab.txt"))
@@ -172,6 +186,7 @@ class FastBackend:
             backend = cls.from_artifacts(
                 artifacts, model_dir, name=name or model_dir.name, version=version or weights_version(model_dir),
                 threads=threads or default_ort_threads(1), max_batch=max_batch, batch_wait_ms=batch_wait_ms,
+                admission=admission,
             )  # fmt: skip
         except BackendError:
             raise
@@ -184,21 +199,25 @@ class FastBackend:
 
     @classmethod
     def from_artifacts(cls, artifacts: Artifacts, model_dir: Path, *, name: str, version: str, threads: int,
-                       max_batch: int = 16, batch_wait_ms: float = 2.0) -> FastBackend:  # fmt: skip
+                       max_batch: int = 16, batch_wait_ms: float = 2.0,
+                       admission: AdmissionPolicy | None = None) -> FastBackend:  # fmt: skip
         """Open already exported artifacts; the tokenizer still comes from the model directory."""
         kind = artifacts.meta["kind"]
         tagger = Tagger(open_session(artifacts.onnx, threads), CrfParams.load(artifacts.crf), kind,
                         tuple(artifacts.meta["inputs"]))  # fmt: skip
         tokenizer = WordPieceTokenizer.from_directory(model_dir, add_special_tokens=kind != "lstm-crf")
         return cls(tagger, tokenizer, artifacts.meta["labels"], name=name, version=version,
-                   max_batch=max_batch, batch_wait_ms=batch_wait_ms)  # fmt: skip
+                   max_batch=max_batch, batch_wait_ms=batch_wait_ms, admission=admission)  # fmt: skip
 
     def predict(self, text: str) -> list[Entity]:
         """Entities of one text."""
         return self.predict_batch([text])[0]
 
-    def predict_batch(self, texts: list[str], timeout: float | None = None) -> list[list[Entity]]:
+    def predict_batch(self, texts: list[str]) -> list[list[Entity]]:
         """Entities for each text, in input order; offsets and spans always match the text."""
+        return self._predict(texts)
+
+    def _predict(self, texts: list[str], timeout: float | None = None, urgent: bool = False) -> list[list[Entity]]:
         batcher = self._batcher
         if batcher is not None:
             batcher.announce()  # a batch being gathered now waits for this request's chunks
@@ -210,7 +229,7 @@ class FastBackend:
                 batcher.withdraw()
             raise
         if batcher is not None:
-            tags = batcher.submit(encodings, timeout, announced=True)
+            tags = batcher.submit(encodings, timeout, announced=True, urgent=urgent)
         else:
             with self._lock:
                 tags = self._tagger.tag(encodings)
@@ -223,7 +242,7 @@ class FastBackend:
     def probe(self) -> None:
         """Raise BackendError unless the model tags a known sentence right now."""
         try:
-            self.predict_batch([PROBE_TEXT], timeout=PROBE_TIMEOUT)
+            self._predict([PROBE_TEXT], timeout=PROBE_TIMEOUT, urgent=True)
         except Exception as error:
             raise BackendError(f"model probe failed: {error}") from error
 

@@ -1,0 +1,197 @@
+"""The slot queue: requests wait their turn up to the deadline, in a bounded queue, oldest first."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from worker.admission import DEADLINE, QUEUE_FULL, AdmissionPolicy, Refused, SlotQueue
+
+
+class Recorder:
+    """Keeps the queue lengths and waits a SlotQueue reports."""
+
+    def __init__(self) -> None:
+        self.lengths: list[int] = []
+        self.waits: list[float] = []
+
+    def observe_queue_length(self, waiting: int) -> None:
+        self.lengths.append(waiting)
+
+    def observe_queue_wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+class Holder:
+    """Holds one slot of a queue in a thread until released."""
+
+    def __init__(self, queue: SlotQueue) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=self._hold, args=(queue,))
+        self.thread.start()
+        assert self.entered.wait(5)
+
+    def _hold(self, queue: SlotQueue) -> None:
+        with queue.admitted():
+            self.entered.set()
+            self.release.wait(10)
+
+    def done(self) -> None:
+        self.release.set()
+        self.thread.join(5)
+
+
+def wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.001)
+
+
+def attempt(queue: SlotQueue, outcomes: list, label: str) -> threading.Thread:
+    """A thread that tries to get a slot and notes what happened."""
+
+    def run() -> None:
+        try:
+            with queue.admitted():
+                outcomes.append(label)
+        except Refused as refused:
+            outcomes.append((label, refused.reason))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_a_request_starts_at_once_while_a_slot_is_free():
+    queue = SlotQueue(2, AdmissionPolicy(deadline_seconds=5.0, max_queue=4))
+    queue.observer = recorder = Recorder()
+    started = time.monotonic()
+    with queue.admitted():
+        pass
+    assert time.monotonic() - started < 0.5
+    assert recorder.waits == [0.0] and queue.waiting == 0
+
+
+def test_a_waiting_request_starts_when_a_slot_frees_within_the_deadline():
+    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=5.0, max_queue=4))
+    holder, outcomes = Holder(queue), []
+    waiter = attempt(queue, outcomes, "second")
+    wait_for(lambda: queue.waiting == 1)
+    holder.done()
+    waiter.join(5)
+    assert outcomes == ["second"]
+
+
+def test_waiting_requests_start_in_arrival_order():
+    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=5.0, max_queue=8))
+    holder, outcomes, threads = Holder(queue), [], []
+    for label in "abcde":
+        threads.append(attempt(queue, outcomes, label))
+        wait_for(lambda: queue.waiting == len(threads))
+    holder.done()
+    for thread in threads:
+        thread.join(5)
+    assert outcomes == list("abcde")
+
+
+def test_a_request_that_cannot_start_within_the_deadline_is_refused_for_the_deadline():
+    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=0.1, max_queue=4))
+    holder = Holder(queue)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Refused) as refused:
+            with queue.admitted():
+                pass
+    finally:
+        holder.done()
+    assert refused.value.reason == DEADLINE and "100 ms" in refused.value.description
+    assert 0.09 <= time.monotonic() - started < 2.0
+
+
+def test_a_refused_waiter_leaves_the_queue():
+    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=0.05, max_queue=1))
+    queue.observer = recorder = Recorder()
+    holder = Holder(queue)
+    try:
+        with pytest.raises(Refused):
+            with queue.admitted():
+                pass
+        assert queue.waiting == 0 and recorder.lengths == [1, 0]
+        with pytest.raises(Refused) as again:  # the queue has room again: refused by the deadline
+            with queue.admitted():
+                pass
+        assert again.value.reason == DEADLINE
+    finally:
+        holder.done()
+
+
+def test_a_request_that_finds_the_queue_full_is_refused_at_once():
+    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=5.0, max_queue=1))
+    holder, outcomes = Holder(queue), []
+    waiter = attempt(queue, outcomes, "queued")
+    wait_for(lambda: queue.waiting == 1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Refused) as refused:
+            with queue.admitted():
+                pass
+        assert time.monotonic() - started < 0.5
+    finally:
+        holder.done()
+        waiter.join(5)
+    assert refused.value.reason == QUEUE_FULL and "1 requests" in refused.value.description
+    assert outcomes == ["queued"]
+
+
+def test_deadline_zero_refuses_at_once_when_no_slot_is_free():
+    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=0.0, max_queue=128))
+    holder = Holder(queue)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Refused) as refused:
+            with queue.admitted():
+                pass
+    finally:
+        holder.done()
+    assert time.monotonic() - started < 0.5
+    assert refused.value.reason == DEADLINE and queue.waiting == 0
+
+
+def test_a_freed_slot_goes_to_the_waiting_request_not_to_a_newcomer():
+    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=5.0, max_queue=4))
+    order: list[str] = []
+
+    def waiter() -> None:
+        with queue.admitted():
+            order.append("waiter")
+
+    with queue.admitted():
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        wait_for(lambda: queue.waiting == 1)
+    # This thread frees the slot and asks again at once, before the waiter's thread runs.
+    with queue.admitted():
+        order.append("newcomer")
+    thread.join(5)
+    assert order == ["waiter", "newcomer"]
+
+
+def test_a_started_request_reports_how_long_it_waited():
+    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=5.0, max_queue=4))
+    queue.observer = recorder = Recorder()
+    holder, outcomes = Holder(queue), []
+    waiter = attempt(queue, outcomes, "second")
+    wait_for(lambda: queue.waiting == 1)
+    time.sleep(0.05)
+    holder.done()
+    waiter.join(5)
+    assert recorder.waits[0] == 0.0 and recorder.waits[1] >= 0.04
+    assert recorder.lengths == [1, 0]
+
+
+def test_a_slot_queue_needs_a_slot():
+    with pytest.raises(ValueError):
+        SlotQueue(0, AdmissionPolicy(deadline_seconds=1.0, max_queue=1))

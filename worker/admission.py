@@ -1,0 +1,138 @@
+"""Admission to the model: a request waits its turn up to a deadline, in a bounded queue.
+
+A worker refuses a request (429) only when it cannot start within the queue
+deadline or when the queue is already full at its arrival, the way Triton's
+dynamic batcher queues requests and rejects them by queue policy. A deadline
+of 0 keeps the earlier rule: start now, on a free slot, or be refused.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Protocol
+
+DEADLINE = "deadline"
+QUEUE_FULL = "queue_full"
+REASONS = (DEADLINE, QUEUE_FULL)
+
+
+class Refused(Exception):
+    """The model could not take this request in time; the HTTP layer answers 429 + Retry-After."""
+
+    def __init__(self, reason: str, description: str) -> None:
+        super().__init__(description)
+        self.reason = reason
+        self.description = description
+
+
+@dataclass(frozen=True)
+class AdmissionPolicy:
+    """How long a request may wait to start, and how many may wait at once."""
+
+    deadline_seconds: float
+    max_queue: int
+
+    def refuse_late(self) -> Refused:
+        if self.deadline_seconds <= 0:
+            return Refused(DEADLINE, "every inference slot of this worker is busy; retry shortly")
+        return Refused(DEADLINE, f"the model could not start this request within "
+                                 f"{self.deadline_seconds * 1000:.0f} ms; retry shortly")
+
+    def refuse_full(self) -> Refused:
+        return Refused(QUEUE_FULL, f"{self.max_queue} requests are already waiting for the model "
+                                   f"of this worker; retry shortly")
+
+
+class QueueObserver(Protocol):
+    """Where queue figures go (the metrics): queue length after each change, wait before a start."""
+
+    def observe_queue_length(self, waiting: int) -> None: ...
+
+    def observe_queue_wait(self, seconds: float) -> None: ...
+
+
+class NoObserver:
+    """Discards queue figures (tests, benchmarks without metrics)."""
+
+    def observe_queue_length(self, waiting: int) -> None:
+        return None
+
+    def observe_queue_wait(self, seconds: float) -> None:
+        return None
+
+
+class _Waiter:
+    __slots__ = ("granted", "event")
+
+    def __init__(self) -> None:
+        self.granted = False
+        self.event = threading.Event()
+
+
+class SlotQueue:
+    """At most `slots` requests run at once; later ones wait in arrival order, each up to the deadline.
+
+    A finishing request hands its slot straight to the oldest waiter, so a newcomer
+    never overtakes a request that is already waiting.
+    """
+
+    def __init__(self, slots: int, policy: AdmissionPolicy, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if slots < 1:
+            raise ValueError("slots must be at least 1")
+        self.slots = slots
+        self.policy = policy
+        self.observer: QueueObserver = NoObserver()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._free = slots
+        self._waiting: deque[_Waiter] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @contextmanager
+    def admitted(self) -> Iterator[None]:
+        """Hold a slot for the body of the with-block; raises Refused if none comes in time."""
+        self._acquire()
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _acquire(self) -> None:
+        with self._lock:
+            if self._free > 0 and not self._waiting:
+                self._free -= 1
+                self.observer.observe_queue_wait(0.0)
+                return
+            if self.policy.deadline_seconds <= 0:
+                raise self.policy.refuse_late()
+            if len(self._waiting) >= self.policy.max_queue:
+                raise self.policy.refuse_full()
+            waiter = _Waiter()
+            self._waiting.append(waiter)
+            self.observer.observe_queue_length(len(self._waiting))
+        arrived = self._clock()
+        waiter.event.wait(self.policy.deadline_seconds)
+        with self._lock:
+            # Decided under the lock: a slot handed over just as the wait timed out still counts.
+            if not waiter.granted:
+                self._waiting.remove(waiter)
+                self.observer.observe_queue_length(len(self._waiting))
+                raise self.policy.refuse_late()
+        self.observer.observe_queue_wait(self._clock() - arrived)
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._waiting:
+                waiter = self._waiting.popleft()
+                waiter.granted = True
+                waiter.event.set()
+                self.observer.observe_queue_length(len(self._waiting))
+            else:
+                self._free += 1
