@@ -54,6 +54,7 @@ class LoadResult:
     reports: tuple[Path, ...]
     returncode: int
     cpu_warning: bool = False
+    slow: int = 0  # answers slower than --slow-ms, when the run passed one
     log_tail: str = ""
 
     def count(self, kind: str) -> int:
@@ -190,7 +191,7 @@ class LocustRun:
             rps=float(final.get("rps") or 0.0), outcomes=final.get("outcomes", {}), p50_ms=final.get("p50_ms"),
             p95_ms=final.get("p95_ms"), p99_ms=final.get("p99_ms"), max_ms=final.get("max_ms"),
             locust_cpu_s=cpu, machine_busy_cores=busy_cores, reports=reports, returncode=done.returncode,
-            cpu_warning=bool(final.get("cpu_warning")) or CPU_WARNING in log,
+            cpu_warning=bool(final.get("cpu_warning")) or CPU_WARNING in log, slow=int(final.get("slow") or 0),
             log_tail="\n".join(log.splitlines()[-15:]))
 
 

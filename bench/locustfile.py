@@ -69,7 +69,9 @@ def news() -> Sentences:
 # --------------------------------------------------------------------------- outcomes
 
 OUTCOMES: Counter = Counter()
+SLOW: Counter = Counter()  # answers slower than --slow-ms
 CPU_WARNED: list[float] = []
+ENVIRONMENT: list[Any] = []  # the one Environment of this process, once Locust made it
 
 
 def outcome_class(status: int | None) -> str:
@@ -91,11 +93,30 @@ def _options(parser: Any) -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="texts per BatchUser request")
     parser.add_argument("--user-rate", type=float, default=DEFAULT_USER_RATE,
                         help="requests per second of each PacedNewsUser")
+    parser.add_argument("--slow-ms", type=float, default=0.0,
+                        help="also count answers slower than this many ms (0: do not)")
+
+
+@events.init.add_listener
+def _keep_environment(environment: Any, **_: Any) -> None:
+    ENVIRONMENT.append(environment)
+
+
+@events.spawning_complete.add_listener
+def _reset_with_the_stats(**_: Any) -> None:
+    """--reset-stats: count from the moment every user runs, as Locust's own figures do."""
+    if ENVIRONMENT and ENVIRONMENT[0].reset_stats:
+        OUTCOMES.clear()
+        SLOW.clear()
 
 
 @events.request.add_listener
-def _count(response: Any = None, **_: Any) -> None:
+def _count(response: Any = None, response_time: float = 0.0, **_: Any) -> None:
     OUTCOMES[outcome_class(getattr(response, "status_code", None))] += 1
+    options = ENVIRONMENT[0].parsed_options if ENVIRONMENT else None
+    slow_ms = getattr(options, "slow_ms", 0.0) if options else 0.0
+    if slow_ms and response_time > slow_ms:
+        SLOW["answers"] += 1
 
 
 @events.cpu_warning.add_listener
@@ -115,7 +136,7 @@ def _write_outcomes(environment: Any, **_: Any) -> None:
         "outcomes": dict(OUTCOMES), "requests": total.num_requests, "failures": total.num_failures,
         "rps": total.total_rps, "p50_ms": percentile(0.5), "p95_ms": percentile(0.95),
         "p99_ms": percentile(0.99), "max_ms": total.max_response_time or None,
-        "cpu_warning": bool(CPU_WARNED)}, indent=2) + "\n")
+        "slow": SLOW["answers"], "cpu_warning": bool(CPU_WARNED)}, indent=2) + "\n")
 
 
 def checked(response: Any) -> None:
