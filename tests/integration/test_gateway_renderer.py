@@ -189,14 +189,14 @@ def renderer_argv(consul: ConsulAgent, prefix: Path, service: str, template: Pat
             "--recovery-grace", str(RECOVERY_GRACE)]
 
 
-def start_gateway(consul: ConsulAgent, prefix: Path, template: Path) -> Gateway:
+def start_gateway(consul: ConsulAgent, prefix: Path, template: Path, extra_args: tuple[str, ...] = ()) -> Gateway:
     """Render once, start nginx, then start the renderer loop: the local-mode start order."""
     service = f"ner-test-{uuid.uuid4().hex[:8]}"
     port = free_port()
     (prefix / "nginx.conf").write_text(render_upstream.fill_nginx_conf(
         (NGINX_TEMPLATE_DIR / "nginx.conf.tmpl").read_text(), prefix=str(prefix),
         upstream_conf=str(prefix / "upstream.conf"), listen=f"127.0.0.1:{port}"))
-    argv = renderer_argv(consul, prefix, service, template)
+    argv = renderer_argv(consul, prefix, service, template) + list(extra_args)
     subprocess.run(argv + ["--once", "--no-reload"], check=True, capture_output=True, timeout=30)
     nginx = ManagedProcess("nginx", [NGINX_BIN, *nginx_args(prefix)], prefix / "nginx.out").start()
     renderer = ManagedProcess("renderer", argv, prefix / "renderer.log").start()
@@ -248,8 +248,8 @@ def backends(consul) -> Iterator[Callable[..., Backend]]:
 def gateway_factory(consul, world_readable_dir) -> Iterator[Callable[..., Gateway]]:
     gateways: list[Gateway] = []
 
-    def make(template: Path = NGINX_TEMPLATE_DIR / "upstream.ctmpl") -> Gateway:
-        gateway = start_gateway(consul, world_readable_dir(), template)
+    def make(template: Path = NGINX_TEMPLATE_DIR / "upstream.ctmpl", extra_args: tuple[str, ...] = ()) -> Gateway:
+        gateway = start_gateway(consul, world_readable_dir(), template, extra_args)
         gateways.append(gateway)
         return gateway
     yield make
@@ -413,6 +413,60 @@ def test_overloaded_backend_stays_in_upstream_with_low_weight(consul, gateway, b
     add_backend(consul, gateway, busy)
     line = next(l for l in gateway.upstream_text().splitlines() if f":{busy.port} " in l)
     assert "weight=1 " in line and "warning" in line
+
+
+def consul_status(consul: ConsulAgent, service: str, backend: Backend) -> str:
+    """The aggregated status Consul gives the backend's instance ("" when it is not listed)."""
+    for entry in consul.get(f"/v1/health/service/{service}").json():
+        if entry["Service"]["ID"] == backend.name:
+            return render_upstream.aggregate_status(entry["Checks"])
+    return ""
+
+
+def weight_of(gateway: Gateway, backend: Backend) -> str | None:
+    line = next((l for l in gateway.upstream_text().splitlines() if f":{backend.port} " in l), None)
+    return None if line is None else line.split("weight=")[1].split()[0]
+
+
+def flap_once(consul: ConsulAgent, gateway: Gateway, backend: Backend) -> float:
+    """Warning (reaches nginx: no weight-only reload yet), then passing again in Consul; when the
+    warning weight was seen in the upstream."""
+    backend.health_status = 429
+    wait_until(lambda: weight_of(gateway, backend) == "1", 5, describe="warning weight applied",
+               on_timeout=gateway.diagnostics)
+    applied_at = time.monotonic()
+    backend.health_status = 200
+    wait_until(lambda: consul_status(consul, gateway.service, backend) == "passing", 5,
+               describe="passing again in Consul", on_timeout=gateway.diagnostics)
+    return applied_at
+
+
+def held_lines(gateway: Gateway) -> list[dict]:
+    return [line for line in gateway.log_lines() if line.get("decision") == "held"]
+
+
+def test_a_weight_change_within_the_hold_down_waits_for_it_and_is_then_applied(consul, gateway_factory, backends):
+    hold_down = 4.0
+    gateway = gateway_factory(extra_args=("--hold-down", f"{hold_down}s"))
+    backend = backends()
+    add_backend(consul, gateway, backend)
+    warned_at = flap_once(consul, gateway, backend)
+    wait_until(lambda: bool(held_lines(gateway)), 3, describe="passing again held down", on_timeout=gateway.diagnostics)
+    assert weight_of(gateway, backend) == "1"
+    wait_until(lambda: weight_of(gateway, backend) == "10", hold_down + 3, describe="held change applied",
+               on_timeout=gateway.diagnostics)
+    assert time.monotonic() - warned_at >= hold_down - 0.5
+
+
+def test_a_join_during_a_hold_down_is_applied_at_once_with_the_current_weights(consul, gateway_factory, backends):
+    gateway = gateway_factory(extra_args=("--hold-down", "60s"))
+    first, second = backends(), backends()
+    add_backend(consul, gateway, first)
+    flap_once(consul, gateway, first)
+    wait_until(lambda: bool(held_lines(gateway)), 3, describe="passing again held down", on_timeout=gateway.diagnostics)
+    seconds = add_backend(consul, gateway, second)
+    assert seconds < 5
+    assert weight_of(gateway, first) == "10" and weight_of(gateway, second) == "10"
 
 
 def test_worker_error_response_passes_through_unchanged(consul, gateway, backends):
