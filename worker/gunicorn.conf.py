@@ -58,11 +58,21 @@ from worker.whole_response import install as send_whole_responses  # noqa: E402
 send_whole_responses()
 bind = [_config.bind]
 workers = _config.processes
-# Threads, so /health and /metrics are answered while another thread runs the model
-# (torch releases the GIL during inference). The app also refuses inference beyond
-# NER_MAX_INFLIGHT (default: threads - 1) with 429, which keeps one thread free.
+# gthread: the main loop accepts connections and hands each ready request to a pool of
+# `threads` threads, which runs it from start to end; a request waiting in the app's
+# admission queue (worker/admission.py) keeps its thread. Connections beyond the threads
+# wait in the pool's own queue, unseen by the app and not bound by the queue deadline,
+# and a /health check would wait behind them. So threads (NER_THREADS, default 160)
+# cover the admission queue (NER_MAX_QUEUE, 128) plus the requests in the model and a
+# margin for /health, /metrics and quick refusals: 128 concurrent connections per process
+# each have a thread. Threads start on demand and an idle one costs little memory (its
+# stack is reserved, not touched); bench/worker_concurrency.py measures RSS at 8-128
+# connections.
 worker_class = "gthread"
 threads = _config.threads
+# Connections one process holds open (busy and kept-alive): bounds memory beyond the
+# threads; more wait in the listen backlog until one closes.
+worker_connections = max(1000, 2 * threads)
 
 # The model loads in each worker after fork (get_app() runs post-fork); never preload:
 # torch state and thread pools do not survive fork well, and each process needs its own.

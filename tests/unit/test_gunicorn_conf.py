@@ -14,8 +14,8 @@ CONF = REPO_ROOT / "worker" / "gunicorn.conf.py"
 _LOAD = textwrap.dedent("""
     import json, os, runpy, sys
     ns = runpy.run_path(sys.argv[1])
-    keys = ["bind", "workers", "worker_class", "threads", "preload_app", "timeout",
-            "graceful_timeout", "accesslog"]
+    keys = ["bind", "workers", "worker_class", "threads", "worker_connections", "preload_app",
+            "timeout", "graceful_timeout", "accesslog"]
     out = {k: ns[k] for k in keys}
     out["hooks"] = sorted(k for k in ("on_starting", "when_ready", "on_exit", "child_exit", "worker_exit")
                           if callable(ns.get(k)))
@@ -42,6 +42,18 @@ def test_settings_come_from_ner_variables(tmp_path):
                      PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))
     assert conf["bind"] == ["0.0.0.0:9123"]
     assert (conf["workers"], conf["worker_class"], conf["threads"]) == (3, "gthread", 6)
+
+
+def test_by_default_a_process_has_a_thread_for_each_of_128_connections_and_the_health_check(tmp_path):
+    conf = load_conf(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))
+    assert conf["worker_class"] == "gthread"
+    assert conf["threads"] >= 128 + 16 + 1  # the queue, a batch in the model, /health
+
+
+def test_open_connections_are_bounded_and_leave_room_beyond_the_threads(tmp_path):
+    conf = load_conf(tmp_path, NER_THREADS="600", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))
+    assert conf["worker_connections"] >= 2 * 600
+    assert load_conf(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))["worker_connections"] <= 1000
 
 
 def test_model_loads_after_fork_never_preloaded(tmp_path):
