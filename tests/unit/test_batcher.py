@@ -281,3 +281,15 @@ def test_admission_needs_a_deadline_and_room_in_the_queue():
         MicroBatcher(Recorder(), admission=AdmissionPolicy(deadline_seconds=0.0, max_queue=4))
     with pytest.raises(ValueError):
         MicroBatcher(Recorder(), admission=AdmissionPolicy(deadline_seconds=1.0, max_queue=0))
+
+
+def test_a_recent_good_batch_is_reported_and_a_failed_one_is_not():
+    batcher = MicroBatcher(Recorder(fail_on=13), max_batch=1, max_wait=0.0)
+    assert not batcher.succeeded_within(10)  # nothing ran yet
+    batcher.submit([1])
+    assert batcher.succeeded_within(10)
+    assert not batcher.succeeded_within(0)
+    with pytest.raises(ValueError):
+        batcher.submit([13])
+    assert not batcher.succeeded_within(10)
+    batcher.close()

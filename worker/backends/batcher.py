@@ -88,6 +88,7 @@ class MicroBatcher(Generic[Item, Result]):
         self._closed = False
         self.batches = 0
         self.items = 0
+        self._last_outcome: tuple[float, bool] | None = None  # (when, succeeded) of the latest batch
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -95,6 +96,11 @@ class MicroBatcher(Generic[Item, Result]):
     def waiting(self) -> int:
         """Admitted requests that have not started yet."""
         return self._unstarted
+
+    def succeeded_within(self, seconds: float) -> bool:
+        """The latest batch ended less than `seconds` ago, and well: the model works, no probe needed."""
+        outcome = self._last_outcome
+        return outcome is not None and outcome[1] and time.monotonic() - outcome[0] < seconds
 
     def announce(self) -> None:
         """Say a submit() is on its way (still tokenising), so a gathering batch waits for it."""
@@ -210,10 +216,12 @@ class MicroBatcher(Generic[Item, Result]):
                 if len(results) != len(batch):
                     raise RuntimeError(f"batch function gave {len(results)} results for {len(batch)} items")
             except BaseException as error:  # noqa: BLE001 - handed to every caller of this batch
+                self._last_outcome = (time.monotonic(), False)
                 logger.warning("batch of %d items failed", len(batch), exc_info=True)
                 for call, slot, _ in batch:
                     call.finish(slot, None, error)
                 continue
+            self._last_outcome = (time.monotonic(), True)
             self.batches += 1
             self.items += len(batch)
             for (call, slot, _), result in zip(batch, results):
