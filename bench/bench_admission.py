@@ -34,7 +34,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.load import ARTIFACTS, REPO_ROOT, LoadResult, LocustRun
-from bench.loadgen import PacedLoad, Record, percentile
+from bench.loadgen import PacedLoad, Record
 from bench.localrun import local_cluster
 from scripts.localcluster import LocalCluster
 
