@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -40,7 +41,7 @@ class WorkerConfig:
     model_dir: Path = DEFAULT_MODEL_DIR
     model_name: str | None = None  # None: the backend uses the directory name
     model_version: str | None = None  # None: the backend derives it from the weights
-    backend: str = "raner"
+    backend: str = "onnx"  # raner: the reference ModelScope pipeline; onnx gives its tags, faster
     max_text_chars: int = 20_000
     max_batch_texts: int = 64
     max_body_bytes: int = 2 * 1024 * 1024
@@ -89,7 +90,7 @@ def load_config(environ: Mapping[str, str] = os.environ) -> WorkerConfig:
         model_dir=Path(env.text("NER_MODEL_DIR") or DEFAULT_MODEL_DIR).expanduser().resolve(),
         model_name=env.text("NER_MODEL_NAME"),
         model_version=env.text("NER_MODEL_VERSION"),
-        backend=env.text("NER_BACKEND") or "raner",
+        backend=env.text("NER_BACKEND") or "onnx",
         max_text_chars=env.positive_int("NER_MAX_TEXT_CHARS", 20_000),
         max_batch_texts=env.positive_int("NER_MAX_BATCH_TEXTS", 64),
         max_body_bytes=env.positive_int("NER_MAX_BODY_BYTES", 2 * 1024 * 1024),
@@ -103,7 +104,7 @@ def load_config(environ: Mapping[str, str] = os.environ) -> WorkerConfig:
         queue_deadline_ms=deadline_ms,
         max_queue=env.positive_int("NER_MAX_QUEUE", DEFAULT_MAX_QUEUE),
         metrics_dir=Path(metrics_dir) if metrics_dir else None,
-        cache_dir=Path(env.text("NER_CACHE_DIR") or DEFAULT_CACHE_DIR).expanduser().resolve(),
+        cache_dir=Path(env.text("NER_CACHE_DIR") or _default_cache_dir()).expanduser().resolve(),
         quantize=env.choice("NER_QUANTIZE", QUANTIZE_MODES, "fp32"),
         ort_threads=env.positive_int("NER_ORT_THREADS", 0) or None,
         max_batch=env.positive_int("NER_MAX_BATCH", 16),
@@ -162,6 +163,20 @@ class _Env:
         if value < 1:
             raise ValueError(f"{name} must be a positive integer, got {raw!r}")
         return value
+
+
+def _default_cache_dir() -> Path:
+    """The repository's .local/cache, or a temporary one where the code is read-only (a container image).
+
+    The onnx backend exports its graph there at the first start; a read-only default must
+    not stop a worker from starting, it only costs that export at every start.
+    """
+    existing = DEFAULT_CACHE_DIR
+    while not existing.exists():
+        existing = existing.parent
+    if os.access(existing, os.W_OK | os.X_OK):
+        return DEFAULT_CACHE_DIR
+    return Path(tempfile.gettempdir()) / "ner-cache"
 
 
 def _check_bind(bind: str) -> None:

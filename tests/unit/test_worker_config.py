@@ -11,7 +11,7 @@ from worker.config import DEFAULT_MODEL_DIR, REPO_ROOT, WorkerConfig, load_confi
 def test_defaults_match_the_architecture_table():
     config = load_config({"NER_INSTANCE_ID": "w1"})
     assert config == WorkerConfig(model_dir=DEFAULT_MODEL_DIR, instance_id="w1")
-    assert (config.backend, config.max_text_chars, config.max_batch_texts) == ("raner", 20000, 64)
+    assert (config.backend, config.max_text_chars, config.max_batch_texts) == ("onnx", 20000, 64)
     assert (config.max_body_bytes, config.torch_threads) == (2097152, 1)
     assert (config.bind, config.processes, config.threads) == ("127.0.0.1:8000", 1, 160)
     assert (config.max_inflight, config.queue_deadline_ms, config.max_queue) == (3, 500.0, 128)
@@ -106,3 +106,19 @@ def test_malformed_bind_is_refused(bind):
 def test_gunicorn_bind_forms_are_accepted(bind):
     assert load_config({"NER_BIND": bind}).bind == bind
 
+
+
+def test_export_cache_is_the_repositorys_where_it_is_writable():
+    assert load_config({}).cache_dir == (REPO_ROOT / ".local" / "cache").resolve()
+
+
+def test_export_cache_falls_back_to_a_temporary_directory_where_the_code_is_read_only(monkeypatch):
+    import worker.config
+
+    monkeypatch.setattr(worker.config.os, "access", lambda path, mode: False)
+    cache_dir = load_config({}).cache_dir
+    assert cache_dir.name == "ner-cache" and not str(cache_dir).startswith(str(REPO_ROOT))
+
+
+def test_given_export_cache_is_used_as_is():
+    assert load_config({"NER_CACHE_DIR": "/var/cache/ner"}).cache_dir == Path("/var/cache/ner")
