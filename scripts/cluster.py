@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop everything the cluster started")
     scale = sub.add_parser("scale", help="grow or shrink the running cluster")
     scale.add_argument("workers", type=int)
-    sub.add_parser("status", help="one line per worker: ID, address, health, model")
+    sub.add_parser("status", help="each program as the supervisor sees it, each worker as Consul does")
     args = parser.parse_args(argv)
 
     try:
@@ -31,9 +32,14 @@ def main(argv: list[str] | None = None) -> int:
             cluster.scale(args.workers)
         else:
             cluster.print_status()
+        sys.stdout.flush()  # here, so a reader that went away is noticed inside the handler below
     except (RuntimeError, TimeoutError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`make status | head`): stop writing, quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

@@ -1,8 +1,10 @@
-"""The whole cluster as plain processes on one machine: Consul, N workers, the renderer, nginx.
+"""The whole cluster on one machine: Consul, N workers, the renderer and nginx under one supervisord.
 
-Every process is started detached in its own session and recorded in `RUN_DIR/state.json`,
-so `up` can be run again to start only what is missing, and `down`/`scale` can find them.
-The same class drives `make up/down/scale/status` and the integration tests.
+Every process is a program of the run directory's supervisord (scripts/localmode/), which
+restarts whatever dies. This module holds the operations `make up|down|scale|status` and the
+integration tests run: `up` starts only what is missing and waits until the gateway serves,
+`scale` adds or removes worker programs without touching the others, `down` stops everything and
+checks that nothing of the cluster is left.
 
 Secured mode (`NER_SECURE=1`, `make up SECURE=1`; docs/SECURITY.md) runs Consul as a persistent
 single server with ACLs (default deny) and gossip encryption, hands every process the token of
@@ -11,139 +13,35 @@ recorded in RUN_DIR/mode, so `scale`, `status` and `down` follow a running clust
 """
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import Callable, Mapping
+from typing import Callable
 
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SERVICE_NAME = "ner-worker"
+from scripts.localmode import gateway
+from scripts.localmode.config import REPO_ROOT, SERVICE_NAME, ClusterConfig, load_config, on_free_ports
+from scripts.localmode.consul import consul_ports, consul_program, has_leader, ports_override
+from scripts.localmode.procs import (child_pids, command_of, listeners, pid_alive, pids_under, port_listened,
+                                     stop_pids)
+from scripts.localmode.programs import log_file, program_dir, starts_dir
+from scripts.localmode.supervisor import ProgramState, Supervisor
+from scripts.localmode.waiting import wait_for
+from scripts.localmode.workers import current_port, index_of, is_worker, ports_in, worker_ports, worker_program
+from scripts.ports import port_is_free
+from scripts.securemode import SecretStore, ensure_acls, ensure_gossip_key
 
-if str(REPO_ROOT) not in sys.path:  # scripts/cluster.py and the tests both import scripts.*
-    sys.path.insert(0, str(REPO_ROOT))
+__all__ = ["REPO_ROOT", "SERVICE_NAME", "ClusterConfig", "LocalCluster", "Proc", "child_pids", "load_config",
+           "on_free_ports", "pid_alive", "port_is_free", "wait_for"]
 
-from scripts.ports import WORKER_PORT_BLOCK, free_port, free_port_block, port_is_free  # noqa: E402,F401
-from scripts.securemode import (RateLimit, SecretStore, ensure_acls, ensure_gossip_key,  # noqa: E402
-                                limits_snippet)
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    """Where the local cluster lives and which ports it uses."""
-
-    run_dir: Path
-    gateway_host: str
-    gateway_port: int
-    consul_http_port: int
-    worker_base_port: int
-    model_dir: Path
-    python: Path
-    consul_bin: Path
-    nginx_bin: str
-    drain_seconds: float
-    # Secured mode (docs/SECURITY.md): True/False from NER_SECURE=1/0; None (unset) = keep the
-    # run directory's recorded mode (normal for a new one). Only acted on when `up` starts Consul.
-    secure: bool | None = None
-    # Gateway rate limit overrides ("" = the mode's default): NER_GATEWAY_RATE / NER_GATEWAY_BURST.
-    gateway_rate: str = ""
-    gateway_burst: str = ""
-
-    def rate_limit(self, secure: bool) -> RateLimit:
-        return RateLimit.from_env({"NER_GATEWAY_RATE": self.gateway_rate,
-                                   "NER_GATEWAY_BURST": self.gateway_burst}, secure)
-
-    @property
-    def gateway_url(self) -> str:
-        return f"http://{self.gateway_host}:{self.gateway_port}"
-
-    @property
-    def consul_url(self) -> str:
-        return f"http://127.0.0.1:{self.consul_http_port}"
-
-
-def _split_listen(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    return (host or "127.0.0.1"), int(port)
-
-
-def load_config(environ: Mapping[str, str] = os.environ) -> ClusterConfig:
-    """Read the local cluster's settings from the environment (all optional)."""
-    gateway_host, gateway_port = _split_listen(environ.get("NER_GATEWAY_LISTEN", "127.0.0.1:8080"))
-    nginx = environ.get("NER_NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
-    secure_text = environ.get("NER_SECURE", "").strip().lower()
-    if secure_text not in _TRUE | _FALSE:
-        raise ValueError(f"NER_SECURE={secure_text!r}: expected 1 or 0")
-    config = ClusterConfig(
-        run_dir=Path(environ.get("NER_RUN_DIR", REPO_ROOT / ".run")).resolve(),
-        gateway_host=gateway_host,
-        gateway_port=gateway_port,
-        consul_http_port=int(environ.get("NER_CONSUL_HTTP_PORT", "8500")),
-        worker_base_port=int(environ.get("NER_WORKER_BASE_PORT", "8101")),
-        model_dir=Path(environ.get("NER_MODEL_DIR", REPO_ROOT / "models/raner-msra-lstm")).resolve(),
-        python=Path(environ.get("NER_PYTHON", REPO_ROOT / ".venv/bin/python")),
-        consul_bin=Path(environ.get("NER_CONSUL_BIN", REPO_ROOT / ".local/bin/consul")),
-        nginx_bin=nginx,
-        drain_seconds=float(environ.get("NER_DRAIN_SECONDS", "3")),
-        secure=None if not secure_text else secure_text in _TRUE,
-        gateway_rate=environ.get("NER_GATEWAY_RATE", "").strip(),
-        gateway_burst=environ.get("NER_GATEWAY_BURST", "").strip(),
-    )
-    config.rate_limit(bool(config.secure))  # a bad NER_GATEWAY_RATE/BURST fails here, before anything starts
-    return config
-
-
-def on_free_ports(config: ClusterConfig) -> ClusterConfig:
-    """The same cluster on free loopback ports, so it never collides with a running `make up` cluster."""
-    return replace(config, gateway_host="127.0.0.1", gateway_port=free_port(), consul_http_port=free_port(),
-                   worker_base_port=free_port_block(WORKER_PORT_BLOCK))
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:
-    """Poll predicate until true; return seconds taken or raise TimeoutError naming what."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if predicate():
-                return time.monotonic() - start
-        except (requests.RequestException, OSError, ValueError):
-            pass
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def pid_alive(pid: int) -> bool:
-    """True when pid runs and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
-def child_pids(pid: int) -> list[int]:
-    """The live child processes of pid (a gunicorn master's workers); none once pid is gone."""
-    try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
+LEFTOVER_STOP_SECONDS = 10.0
 
 
 @dataclass
 class Proc:
-    """One recorded process of the cluster."""
+    """One running program of the cluster, as the supervisor reports it."""
 
     name: str
     pid: int
@@ -156,32 +54,15 @@ class Proc:
 
 @dataclass
 class LocalCluster:
-    """Start, inspect, scale and stop the local cluster recorded under config.run_dir."""
+    """Start, inspect, scale and stop the local cluster of config.run_dir."""
 
     config: ClusterConfig
     say: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr, flush=True))
 
-    # ---- state -------------------------------------------------------------------------
-    @property
-    def state_path(self) -> Path:
-        return self.config.run_dir / "state.json"
+    supervisor: Supervisor = field(init=False)
 
-    def load_state(self) -> dict[str, Proc]:
-        try:
-            raw = json.loads(self.state_path.read_text())
-        except FileNotFoundError:
-            return {}
-        return {name: Proc(**entry) for name, entry in raw.items()}
-
-    def save_state(self, procs: dict[str, Proc]) -> None:
-        self.config.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({name: vars(proc) for name, proc in procs.items()}, indent=2))
-        tmp.replace(self.state_path)
-
-    def live(self) -> dict[str, Proc]:
-        """Recorded processes that are still running."""
-        return {name: proc for name, proc in self.load_state().items() if proc.alive()}
+    def __post_init__(self) -> None:
+        self.supervisor = Supervisor(self.config.run_dir, self.config.python)
 
     # ---- secured mode -----------------------------------------------------------------------
     @property
@@ -213,7 +94,11 @@ class LocalCluster:
             raise RuntimeError(f"secure mode, but no {role} token in {self.secrets().path}: run `up` again")
         return secret
 
-    def _token_env(self, role: str) -> dict[str, str]:
+    def token_file(self, role: str) -> Path | None:
+        """Where a program reads its role's token at each start (kept out of the supervisor's files)."""
+        return self.secrets().file(f"{role}.token") if self.secure else None
+
+    def token_env(self, role: str) -> dict[str, str]:
         secret = self.token(role)
         return {"CONSUL_HTTP_TOKEN": secret} if secret else {}
 
@@ -221,188 +106,150 @@ class LocalCluster:
         secret = self.token(role)
         return {"X-Consul-Token": secret} if secret else {}
 
+    # ---- what runs ------------------------------------------------------------------------
+    def port_of(self, name: str) -> int:
+        if name == "consul":
+            return self.config.consul_http_port
+        if name == "nginx":
+            return self.config.gateway_port
+        return current_port(self.config.run_dir, name) if is_worker(name) else 0
+
+    def _proc(self, state: ProgramState) -> Proc:
+        return Proc(name=state.name, pid=state.pid, port=self.port_of(state.name), log=state.log)
+
+    def live(self) -> dict[str, Proc]:
+        """Programs that run now, by name."""
+        return {name: self._proc(state) for name, state in self.supervisor.states().items()
+                if state.pid > 0 and state.state in ("STARTING", "RUNNING") and pid_alive(state.pid)}
+
     def workers(self) -> dict[str, Proc]:
         """Running workers, by name (worker-1, worker-2, ...)."""
-        return {n: p for n, p in sorted(self.live().items(), key=lambda kv: _worker_index(kv[0]))
-                if n.startswith("worker-")}
+        return {name: proc for name, proc in sorted(self.live().items(), key=lambda kv: _order(kv[0]))
+                if is_worker(name)}
 
-    # ---- process start -----------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, port: int = 0) -> Proc:
-        log = self.config.run_dir / "logs" / f"{name}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as out:
-            child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     cwd=REPO_ROOT, env={**os.environ, **(env or {})}, start_new_session=True)
-        proc = Proc(name=name, pid=child.pid, port=port, log=str(log))
-        state = self.load_state()
-        state[name] = proc
-        self.save_state(state)
-        return proc
+    def configured_workers(self) -> list[str]:
+        """Worker programs the supervisor keeps, running or not."""
+        return sorted((name for name in self.supervisor.configured() if is_worker(name)), key=index_of)
 
-    def _log_tail(self, proc: Proc, lines: int = 30) -> str:
+    def _log_tail(self, name: str, lines: int = 30) -> str:
         try:
-            return "\n".join(Path(proc.log).read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join(log_file(self.config.run_dir, name).read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return ""
 
-    def _wait_started(self, proc: Proc, ready: Callable[[], bool], timeout: float, what: str) -> float:
+    def _wait_program(self, name: str, ready: Callable[[], bool], timeout: float, what: str) -> float:
+        """Wait until ready(); a program that the supervisor gave up on (FATAL) fails at once, with its log."""
         def up() -> bool:
-            if not proc.alive():
-                raise RuntimeError(f"{proc.name} exited during start-up:\n{self._log_tail(proc)}")
+            state = self.supervisor.state(name)
+            if state is not None and state.state == "FATAL":
+                raise RuntimeError(f"{name} keeps exiting during start-up:\n{self._log_tail(name)}")
             return ready()
         try:
             return wait_for(up, timeout, what)
         except TimeoutError as error:
-            raise TimeoutError(f"{error}\n{self._log_tail(proc)}") from None
+            raise TimeoutError(f"{error}\n{self._log_tail(name)}") from None
 
+    def _check_port(self, port: int, setting: str) -> None:
+        """A port held by a process the cluster did not start is an error the user must resolve."""
+        if not port_listened(port):
+            return
+        ours = set(pids_under(self.config.run_dir / "work"))
+        foreign = [pid for pid in listeners(port) if pid not in ours]
+        if foreign:
+            who = ", ".join(f"pid {pid} ({command_of(pid)})" for pid in foreign)
+            raise RuntimeError(f"port {port} is taken by {who}: stop it or set {setting}")
+
+    def _ensure(self, name: str, build: Callable[[], object]) -> bool:
+        """Add the program if the supervisor does not have it, start it if it is stopped; True if added."""
+        state = self.supervisor.state(name)
+        if state is None:
+            self.supervisor.add(build())
+            return True
+        if state.state not in ("STARTING", "RUNNING", "BACKOFF", "STOPPING"):
+            self.say(f"{name}: {state.state.lower()}, starting it again")
+            self.supervisor.start(name)
+        return False
+
+    # ---- programs ---------------------------------------------------------------------------
     def start_consul(self) -> Proc:
-        """A single-node Consul agent (dev mode: server, UI, state kept in memory).
-
-        In secure mode a persistent single server instead (ACL state must survive restarts):
-        data in RUN_DIR/consul-data, ACLs bootstrapped at the first start (docs/SECURITY.md).
-        """
+        """The Consul agent: dev mode, or in secure mode a persistent server with ACLs (docs/SECURITY.md)."""
         cfg = self.config
-        try:  # a just-killed agent's threads can hold the port for a moment after it dies
-            wait_for(lambda: port_is_free(cfg.consul_http_port), 5, "the Consul port")
-        except TimeoutError:
-            raise RuntimeError(f"port {cfg.consul_http_port} is taken: set NER_CONSUL_HTTP_PORT") from None
-        ports = {"http": cfg.consul_http_port, "dns": -1, "grpc": -1,
-                 "serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()}
-        override = cfg.run_dir / "consul-ports.json"
-        override.parent.mkdir(parents=True, exist_ok=True)
+        self.supervisor.ensure_running()
+
+        def build():
+            self._check_port(cfg.consul_http_port, "NER_CONSUL_HTTP_PORT")
+            gossip = None
+            if self.secure:
+                store = self.secrets()
+                store.ensure_dir()
+                gossip = ensure_gossip_key(store, cfg.consul_bin)
+            return consul_program(cfg, ports_override(cfg, self.secure), gossip)
+
+        self._ensure("consul", build)
+        took = self._wait_program("consul", lambda: has_leader(cfg), 30, "Consul leader")
         if self.secure:
-            return self._start_secure_consul(ports, override)
-        override.write_text(json.dumps({"ports": ports}))
-        argv = [str(cfg.consul_bin), "agent", "-dev", "-ui",
-                f"-config-file={REPO_ROOT / 'consul' / 'local.json'}", f"-config-file={override}"]
-        proc = self._spawn("consul", argv, port=cfg.consul_http_port)
-        took = self._wait_started(proc, self.consul_has_leader, 30, "Consul leader")
-        self.say(f"consul: up in {took:.1f}s, UI at {cfg.consul_url}/ui/")
-        return proc
-
-    def _start_secure_consul(self, ports: dict, override: Path) -> Proc:
-        """Persistent single server + ACLs + gossip key; then make sure every role has its token."""
-        cfg = self.config
-        started = time.monotonic()
-        store = self.secrets()
-        store.ensure_dir()
-        gossip = ensure_gossip_key(store, cfg.consul_bin)
-        data_dir = cfg.run_dir / "consul-data"
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # raft_multiplier 1: elections in ~1 s instead of ~5 s (also what production should use).
-        override.write_text(json.dumps({"ports": ports, "performance": {"raft_multiplier": 1}}))
-        argv = [str(cfg.consul_bin), "agent", "-server", "-bootstrap-expect=1", f"-data-dir={data_dir}", "-ui",
-                f"-config-file={REPO_ROOT / 'consul' / 'local.json'}",
-                f"-config-file={REPO_ROOT / 'consul' / 'secure.hcl'}",
-                f"-config-file={gossip}", f"-config-file={override}"]
-        proc = self._spawn("consul", argv, port=cfg.consul_http_port)
-        self._wait_started(proc, self.consul_has_leader, 30, "Consul leader")
-        setup = ensure_acls(f"127.0.0.1:{cfg.consul_http_port}", store, SERVICE_NAME, say=self.say)
-        took = time.monotonic() - started
-        what = "ACLs bootstrapped" if setup.bootstrapped else "ACLs in place"
-        self.say(f"consul: up in {took:.1f}s (secure: {what}, default deny, gossip encrypted), "
-                 f"UI at {cfg.consul_url}/ui/ (log in with {store.file('operator.token')})")
-        return proc
+            store = self.secrets()
+            setup = ensure_acls(f"127.0.0.1:{cfg.consul_http_port}", store, SERVICE_NAME, say=self.say)
+            what = "ACLs bootstrapped" if setup.bootstrapped else "ACLs in place"
+            self.say(f"consul: up in {took:.1f}s (secure: {what}, default deny, gossip encrypted), "
+                     f"UI at {cfg.consul_url}/ui/ (log in with {store.file('operator.token')})")
+        else:
+            self.say(f"consul: up in {took:.1f}s, UI at {cfg.consul_url}/ui/")
+        return self.live()["consul"]
 
     def consul_has_leader(self) -> bool:
-        response = requests.get(f"{self.config.consul_url}/v1/status/leader", timeout=2)
-        return response.ok and bool(response.json())
-
-    def _next_worker(self) -> tuple[str, int]:
-        state = self.load_state()
-        taken_ports = {p.port for p in state.values() if p.alive()}
-        index = 1
-        while f"worker-{index}" in state and state[f"worker-{index}"].alive():
-            index += 1
-        port = self.config.worker_base_port + index - 1
-        while port in taken_ports or not port_is_free(port):
-            port += 1
-        return f"worker-{index}", port
-
-    def start_worker(self) -> Proc:
-        """One gunicorn worker instance that registers itself in Consul."""
-        cfg = self.config
-        name, port = self._next_worker()
-        env = {
-            "NER_BIND": f"127.0.0.1:{port}",
-            "NER_MODEL_DIR": str(cfg.model_dir),
-            "CONSUL_HTTP_ADDR": f"127.0.0.1:{cfg.consul_http_port}",
-            "NER_DRAIN_SECONDS": str(cfg.drain_seconds),
-            "PROMETHEUS_MULTIPROC_DIR": str(cfg.run_dir / "metrics" / name),
-            **self._token_env("worker"),
-        }
-        argv = [str(cfg.python), "-m", "gunicorn", "-c", str(REPO_ROOT / "worker/gunicorn.conf.py"),
-                "--name", f"ner-{name}", "--pid", str(cfg.run_dir / f"{name}.pid"), "worker.app:get_app()"]
-        return self._spawn(name, argv, env=env, port=port)
+        return has_leader(self.config)
 
     def nginx_dir(self) -> Path:
-        return self.config.run_dir / "nginx"
+        return gateway.nginx_dir(self.config)
 
     def nginx_args(self) -> list[str]:
-        prefix = self.nginx_dir()
-        return ["-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
+        return gateway.nginx_args(self.config)
 
-    def write_nginx_conf(self) -> None:
-        """Fill nginx.conf.tmpl for this run directory and gateway port."""
-        prefix = self.nginx_dir()
-        (prefix / "logs").mkdir(parents=True, exist_ok=True)
-        template = (REPO_ROOT / "nginx-template" / "nginx.conf.tmpl").read_text()
-        (prefix / "nginx.conf").write_text(_render_upstream().fill_nginx_conf(
-            template, prefix=str(prefix), upstream_conf=str(prefix / "upstream.conf"),
-            listen=f"{self.config.gateway_host}:{self.config.gateway_port}"))
-        self.write_limits()
-
-    def write_limits(self) -> None:
-        """PREFIX/limits.d/rate.conf, the per-client rate limit nginx.conf.tmpl includes (if any)."""
-        secure = self.secure
-        snippet = limits_snippet(self.config.rate_limit(secure), "secure" if secure else "normal")
-        path = self.nginx_dir() / "limits.d" / "rate.conf"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if snippet is None:
-            path.unlink(missing_ok=True)
-        else:
-            path.write_text(snippet)
-
-    def renderer_argv(self, once: bool = False) -> tuple[str, list[str]]:
-        """consul-template when it is on PATH, our renderer otherwise; the same template either way.
-
-        once=True renders a single time without reloading: nginx is not running yet.
-        """
-        cfg, prefix = self.config, self.nginx_dir()
-        template = REPO_ROOT / "nginx-template" / "upstream.ctmpl"
-        out = prefix / "upstream.conf"
-        consul_template = shutil.which("consul-template")
-        if consul_template:
-            reload_cmd = f"{REPO_ROOT / 'nginx-template' / 'reload-nginx.sh'} {prefix} {prefix / 'nginx.conf'} {out}"
-            spec = f"{template}:{out}" if once else f"{template}:{out}:{reload_cmd}"
-            argv = [consul_template, f"-consul-addr=127.0.0.1:{cfg.consul_http_port}", "-wait=200ms:2s",
-                    f"-template={spec}"]
-            return "consul-template", argv + (["-once"] if once else [])
-        argv = [str(cfg.python), str(REPO_ROOT / "nginx-template" / "render_upstream.py"),
-                "--consul", f"127.0.0.1:{cfg.consul_http_port}", "--template", str(template),
-                "--out", str(out), "--nginx-bin", cfg.nginx_bin,
-                "--nginx-prefix", str(prefix), "--nginx-conf", str(prefix / "nginx.conf")]
-        return "project renderer (consul-template not on PATH)", argv + (["--once", "--no-reload"] if once else [])
-
-    def start_gateway(self) -> list[Proc]:
-        """Render the upstream once, start nginx, then keep the upstream live with the renderer."""
+    def start_gateway(self) -> None:
+        """nginx with a first upstream rendered, then the renderer that keeps it live."""
         cfg = self.config
-        if not port_is_free(cfg.gateway_port, cfg.gateway_host):
-            raise RuntimeError(f"port {cfg.gateway_port} is taken: set NER_GATEWAY_LISTEN")
-        self.write_nginx_conf()
-        _, once = self.renderer_argv(once=True)
-        token_env = self._token_env("gateway")
-        subprocess.run(once, check=True,
-                       cwd=REPO_ROOT, capture_output=True, timeout=30, env={**os.environ, **token_env})
-        nginx = self._spawn("nginx", [cfg.nginx_bin, *self.nginx_args()], port=cfg.gateway_port)
-        self._wait_started(nginx, self.gateway_alive, 15, "nginx gateway")
-        kind, argv = self.renderer_argv()
-        renderer = self._spawn("renderer", argv, env=token_env)
+        gateway.write_nginx_conf(cfg, self.secure)
+
+        def build_nginx():
+            self._check_port(cfg.gateway_port, "NER_GATEWAY_LISTEN")
+            if not (self.nginx_dir() / "upstream.conf").exists():
+                gateway.render_once(cfg, {**os.environ, **self.token_env("gateway")})
+            return gateway.nginx_program(cfg)
+
+        self._ensure("nginx", build_nginx)
+        self._wait_program("nginx", self.gateway_alive, 15, "nginx gateway")
+        self._ensure("renderer", lambda: gateway.renderer_program(cfg, self.token_file("gateway")))
+        kind, _ = gateway.renderer_argv(cfg)
         self.say(f"gateway: nginx at {cfg.gateway_url}, upstream kept by {kind}")
-        return [nginx, renderer]
 
     def gateway_alive(self) -> bool:
         return requests.get(f"{self.config.gateway_url}/gateway/health", timeout=2).ok
+
+    def _free_worker_slot(self) -> tuple[int, tuple[int, ...]]:
+        """The lowest worker index that is not configured and whose ports nothing holds."""
+        configured = set(self.configured_workers())
+        index = 1
+        while f"worker-{index}" in configured or not all(port_is_free(p) for p in worker_ports(self.config, index)):
+            index += 1
+        return index, worker_ports(self.config, index)
+
+    def start_worker(self) -> Proc:
+        """One more worker program: gunicorn, which registers itself in Consul."""
+        index, ports = self._free_worker_slot()
+        program = worker_program(self.config, index, ports, self.token_file("worker"))
+        (program_dir(self.config.run_dir, program.name) / "port").unlink(missing_ok=True)
+        self.supervisor.add(program)
+        port = wait_for(lambda: current_port(self.config.run_dir, program.name), 10, f"{program.name} to start")
+        state = self.supervisor.state(program.name)
+        return Proc(name=program.name, pid=state.pid if state else 0, port=self.port_of(program.name),
+                    log=state.log if state else "")
+
+    def stop_worker(self, name: str) -> None:
+        """Drain one worker and drop its program (the others keep running)."""
+        stuck = self.supervisor.remove([name], self._stop_timeout())
+        if stuck:
+            raise RuntimeError(f"{name} did not stop in {self._stop_timeout():.0f}s")
 
     # ---- cluster operations ------------------------------------------------------------
     def passing(self) -> list[dict]:
@@ -413,26 +260,24 @@ class LocalCluster:
         return [entry["Service"] for entry in response.json()]
 
     def _start_missing(self, count: int) -> None:
-        for _ in range(count - len(self.workers())):
+        for name in self.configured_workers():
+            state = self.supervisor.state(name)
+            if state is None or state.state not in ("STARTING", "RUNNING", "BACKOFF", "STOPPING"):
+                self.supervisor.activate(name)
+        for _ in range(count - len(self.configured_workers())):
             proc = self.start_worker()
             self.say(f"{proc.name}: starting on 127.0.0.1:{proc.port}")
 
-    def wait_workers_passing(self, count: int, timeout: float = 60, replace_dead: bool = False) -> float:
-        """Wait until count workers run and each one's port passes in Consul.
-
-        With replace_dead, a worker that dies meanwhile (one killed just before `up`) is
-        replaced instead of being waited for.
-        """
+    def wait_workers_passing(self, count: int, timeout: float = 60) -> float:
+        """Wait until count workers run and each one's port passes in Consul."""
         def settled() -> bool:
-            if replace_dead:
-                self._start_missing(count)
             ports = {proc.port for proc in self.workers().values()}
             passing = self.passing()
             return len(ports) == count and len(passing) == count and {s["Port"] for s in passing} == ports
         try:
             return wait_for(settled, timeout, f"{count} passing workers")
         except TimeoutError as error:
-            tails = "\n".join(f"--- {p.name}\n{self._log_tail(p, 15)}" for p in self.workers().values())
+            tails = "\n".join(f"--- {name}\n{self._log_tail(name, 15)}" for name in self.configured_workers())
             raise TimeoutError(f"{error}\n{tails}") from None
 
     def wait_gateway_serving(self, timeout: float = 30) -> float:
@@ -467,47 +312,26 @@ class LocalCluster:
             return None
 
     def print_status(self) -> None:
-        """The local processes, then every worker as Consul sees it and as its /metrics reports its load."""
-        from registrar.cli import print_instances
-        from registrar.client import build_client
-        from registrar.config import load_config as registrar_config
-        from registrar.inventory import list_instances
+        from scripts.localmode.status import print_status
 
-        live = self.live()
-        for name in ("consul", "nginx", "renderer"):
-            proc = live.get(name)
-            print(f"{name:<9} {'up (pid %d)' % proc.pid if proc else 'down'}")
-        local = {proc.port: name for name, proc in self.workers().items()}
-        print(f"workers   {len(local)} running locally: {', '.join(sorted(local.values())) or '-'}")
-        if "consul" not in live:
-            return
-        print()
-        config = registrar_config({"CONSUL_HTTP_ADDR": f"127.0.0.1:{self.config.consul_http_port}",
-                                   **self._token_env("operator")})
-        print_instances(list_instances(build_client(config), SERVICE_NAME))
+        print_status(self)
 
     def up(self, workers: int = 2) -> None:
         """Start whatever is missing, then wait until requests succeed through the gateway."""
         self.config.run_dir.mkdir(parents=True, exist_ok=True)
-        live = self.live()
-        if "consul" not in live:
+        if self.supervisor.ensure_running():
+            self.say(f"supervisord: started ({self.supervisor.conf_path})")
+        if self.supervisor.state("consul") is None:
             # Sticky: a run directory that was secure stays secure until NER_SECURE=0 (SECURE=0).
             self._set_mode(self.secure if self.config.secure is None else self.config.secure)
-            self.start_consul()
         elif self.config.secure is not None and self.config.secure != self.secure:
             running = "secure" if self.secure else "normal"
             raise RuntimeError(f"the running cluster is in {running} mode: `make down` first")
-        elif self.secure:  # idempotent: re-creates a token whose file was removed (rotation)
-            ensure_acls(f"127.0.0.1:{self.config.consul_http_port}", self.secrets(), SERVICE_NAME,
-                        say=self.say)
-        if "nginx" not in live or "renderer" not in live:
-            for name in ("renderer", "nginx"):
-                if name in live:
-                    self._stop([live[name]])
-            self.start_gateway()
-        running = max(workers, len(self.workers()))
+        self.start_consul()
+        self.start_gateway()
+        running = max(workers, len(self.configured_workers()))
         self._start_missing(running)
-        took = self.wait_workers_passing(running, replace_dead=True)
+        took = self.wait_workers_passing(running)
         self.say(f"workers: {running} passing in Consul after {took:.1f}s")
         if running:
             self.wait_gateway_serving()
@@ -519,69 +343,70 @@ class LocalCluster:
             self.say(f"secure mode: ACLs default deny; the UI and `python -m registrar` need the operator "
                      f"token: CONSUL_HTTP_TOKEN=$(cat {operator})")
 
+    def _stop_timeout(self) -> float:
+        return worker_program(self.config, 1, (), None).stop_wait_seconds + 10
+
     def scale(self, count: int) -> None:
         """Grow or shrink to count workers without touching the others."""
         if count < 0:
             raise ValueError("WORKERS must be 0 or more")
-        current = self.workers()
-        if len(current) < count:
+        configured = self.configured_workers()
+        if len(configured) < count:
             self._start_missing(count)
-        elif len(current) > count:
-            extra = list(current.values())[count:]
-            self.say(f"draining {', '.join(p.name for p in extra)}")
-            self._stop(extra)
+        elif len(configured) > count:
+            extra = configured[count:]
+            self.say(f"draining {', '.join(extra)}")
+            stuck = self.supervisor.remove(extra, self._stop_timeout())  # all at once, not one by one
+            if stuck:
+                raise RuntimeError(f"{', '.join(stuck)} did not stop in {self._stop_timeout():.0f}s")
         took = self.wait_workers_passing(count)
         if count:
             self.wait_gateway_serving()
-        if count > len(current):
+        if count > len(configured):
             self.wait_gateway_routes_to_all()
         self.say(f"workers: {count} passing after {took:.1f}s")
 
-    def _stop(self, procs: list[Proc], timeout: float | None = None) -> None:
-        """SIGTERM (workers drain first), wait, then SIGKILL what is left of each process group."""
-        timeout = timeout if timeout is not None else self.config.drain_seconds + 25
-        for proc in procs:
-            if proc.alive():
-                os.kill(proc.pid, signal.SIGQUIT if proc.name == "nginx" else signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(p.alive() for p in procs):
-            time.sleep(0.1)
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        state = self.load_state()
-        for proc in procs:
-            state.pop(proc.name, None)
-        self.save_state(state)
+    def _forget_programs(self) -> None:
+        """After down: no program files, start counts or last ports, so the next up starts afresh."""
+        run_dir = self.config.run_dir
+        for path in [*self.supervisor.programs_dir.glob("*.conf"), *starts_dir(run_dir).glob("*"),
+                     *(run_dir / "work").glob("*/port")]:
+            path.unlink(missing_ok=True)
+
+    def cluster_ports(self) -> list[int]:
+        """Every port a program of this cluster listens on."""
+        workers = [port for name in self.configured_workers() for port in ports_in(self.supervisor.program_file(name))]
+        return sorted({self.config.gateway_port, *consul_ports(self.config), *workers})
 
     def down(self) -> None:
-        """Stop everything this run directory started: workers first (they drain), then the rest."""
-        live = self.live()
-        workers = [p for n, p in live.items() if n.startswith("worker-")]
-        if workers:
-            self.say(f"stopping {len(workers)} worker(s)")
-            self._stop(workers)
-        for name in ("renderer", "nginx", "consul"):
-            if name in live:
-                self._stop([live[name]], timeout=10)
-        self.save_state({})
+        """Stop everything this run directory started, workers first (they drain), and check nothing is left."""
+        supervisor = self.supervisor
+        ports = self.cluster_ports()
+        if supervisor.answering():
+            workers = self.configured_workers()
+            if workers:
+                self.say(f"stopping {len(workers)} worker(s)")
+                supervisor.remove(workers, self._stop_timeout())
+            if not supervisor.shutdown():
+                self.say("supervisord did not exit in time")
+        leftovers = pids_under(self.config.run_dir / "work")
+        daemon = supervisor.daemon_pid()
+        if daemon is not None:
+            leftovers.append(daemon)
+        if leftovers:
+            self.say("stopping what the supervisor no longer watched: "
+                     + "; ".join(f"{pid} {command_of(pid)}" for pid in leftovers))
+            stop_pids(leftovers, timeout=LEFTOVER_STOP_SECONDS)
+        self._forget_programs()
+        remaining = pids_under(self.config.run_dir / "work")
+        listening = [port for port in ports if port_listened(port)]
+        if remaining or listening:
+            raise RuntimeError("left running: " + "; ".join(
+                [f"pid {pid} ({command_of(pid)})" for pid in remaining]
+                + [f"port {port} ({', '.join(command_of(pid) for pid in listeners(port)) or '?'})"
+                   for port in listening]))
         self.say("cluster stopped")
 
 
-def _render_upstream() -> ModuleType:
-    """nginx-template/render_upstream.py, a script by design, imported for its nginx.conf filler."""
-    path = REPO_ROOT / "nginx-template" / "render_upstream.py"
-    if "render_upstream" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("render_upstream", path)
-        sys.modules["render_upstream"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["render_upstream"])
-    return sys.modules["render_upstream"]
-
-
-def _worker_index(name: str) -> int:
-    try:
-        return int(name.rsplit("-", 1)[1])
-    except (IndexError, ValueError):
-        return 0
+def _order(name: str) -> int:
+    return index_of(name) if is_worker(name) else 0

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from scripts.localcluster import pid_alive, port_is_free
+from scripts.localmode.procs import pids_under
+from scripts.localcluster import LocalCluster, load_config, pid_alive, port_is_free
 from tests.integration.conftest import world_readable_dir
 from scripts.ports import WORKER_PORT_BLOCK
 from tests.support.processes import REPO_ROOT, free_port, free_port_block
@@ -36,10 +37,8 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 def recorded_pids(env: dict[str, str]) -> list[int]:
-    import json
-
-    state = Path(env["NER_RUN_DIR"]) / "state.json"
-    return [entry["pid"] for entry in json.loads(state.read_text()).values()] if state.exists() else []
+    """The pids of every program the cluster's supervisor runs now."""
+    return [proc.pid for proc in LocalCluster(load_config(env)).live().values()]
 
 
 def test_up_prints_the_gateway_and_consul_ui_urls_and_serves(local_env):
@@ -82,5 +81,6 @@ def test_down_leaves_nothing_running_and_frees_the_ports(local_env):
     run_dir = local_env["NER_RUN_DIR"]
     leftovers = subprocess.run(["pgrep", "-f", run_dir], capture_output=True, text=True).stdout.split()
     assert leftovers == []
+    assert pids_under(Path(run_dir)) == []
     assert port_is_free(int(local_env["NER_GATEWAY_LISTEN"].rsplit(":", 1)[1]))
     assert port_is_free(int(local_env["NER_CONSUL_HTTP_PORT"]))

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from scripts.localcluster import REPO_ROOT, LocalCluster, wait_for
+from scripts.localmode.gateway import write_nginx_conf
 from scripts.securemode import SecretStore, ensure_acls
 from tests.integration.conftest import cluster_config, world_readable_dir
 from tests.support.ratelimit import assert_gateway_429, requests_until_limited
@@ -241,7 +242,7 @@ def test_nginx_config_passes_nginx_t_in_both_modes_and_without_a_limits_snippet(
     # The same template with a normal-mode snippet, and with none (render_upstream.fill_nginx_conf users).
     normal = LocalCluster(replace(cluster.config, run_dir=tmp_path, secure=False, gateway_rate="",
                                   gateway_burst=""), say=lambda message: None)
-    normal.write_nginx_conf()
+    write_nginx_conf(normal.config, secure=False)
     shutil.copy(cluster.nginx_dir() / "upstream.conf", normal.nginx_dir() / "upstream.conf")
     assert "rate=1000r/s" in (normal.nginx_dir() / "limits.d" / "rate.conf").read_text()
     for remove in (False, True):

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from scripts.localcluster import LocalCluster, load_config
+from scripts.localmode.config import ClusterConfig, load_config
+from scripts.localmode.gateway import renderer_argv
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> LocalCluster:
-    return LocalCluster(load_config({"NER_RUN_DIR": str(tmp_path / "run")}), say=lambda message: None)
+def config(tmp_path: Path) -> ClusterConfig:
+    return load_config({"NER_RUN_DIR": str(tmp_path / "run")})
 
 
 def fake_consul_template(directory: Path) -> None:
@@ -30,29 +31,29 @@ def test_gateway_listen_address_is_configurable():
     assert (config.gateway_host, config.gateway_port, config.consul_http_port) == ("0.0.0.0", 9090, 18500)
 
 
-def test_without_consul_template_the_project_renderer_keeps_the_upstream(cluster, monkeypatch, tmp_path):
+def test_without_consul_template_the_project_renderer_keeps_the_upstream(config, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
-    kind, argv = cluster.renderer_argv()
+    kind, argv = renderer_argv(config)
     assert kind.startswith("project renderer")
     assert argv[1].endswith("nginx-template/render_upstream.py")
 
 
-def test_consul_template_on_path_is_preferred_and_reloads_through_the_checking_script(cluster, monkeypatch,
+def test_consul_template_on_path_is_preferred_and_reloads_through_the_checking_script(config, monkeypatch,
                                                                                      tmp_path):
     fake_consul_template(tmp_path)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    kind, argv = cluster.renderer_argv()
+    kind, argv = renderer_argv(config)
     assert kind == "consul-template"
     template_arg = next(a for a in argv if a.startswith("-template="))
     assert template_arg.count(":") == 2 and "reload-nginx.sh" in template_arg
     assert "upstream.ctmpl" in template_arg
 
 
-def test_rendering_once_before_nginx_runs_never_reloads(cluster, monkeypatch, tmp_path):
+def test_rendering_once_before_nginx_runs_never_reloads(config, monkeypatch, tmp_path):
     fake_consul_template(tmp_path)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    _, argv = cluster.renderer_argv(once=True)
+    _, argv = renderer_argv(config, once=True)
     assert "-once" in argv and not any("reload-nginx.sh" in a for a in argv)
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
-    _, argv = cluster.renderer_argv(once=True)
+    _, argv = renderer_argv(config, once=True)
     assert "--once" in argv and "--no-reload" in argv

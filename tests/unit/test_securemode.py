@@ -11,6 +11,7 @@ import pytest
 
 from scripts import securemode as sm
 from scripts.localcluster import REPO_ROOT, LocalCluster, load_config
+from scripts.localmode.gateway import nginx_dir, write_nginx_conf
 
 
 def test_worker_policy_writes_exactly_its_service_and_reads_nodes():
@@ -130,19 +131,17 @@ def test_the_run_dirs_recorded_mode_wins_over_the_config(tmp_path):
     with pytest.raises(RuntimeError, match="no worker token"):
         cluster.token("worker")
     cluster.secrets().write("worker.token", "w")
-    assert cluster._token_env("worker") == {"CONSUL_HTTP_TOKEN": "w"}
+    assert cluster.token_env("worker") == {"CONSUL_HTTP_TOKEN": "w"}
     assert cluster._consul_headers("worker") == {"X-Consul-Token": "w"}
 
 
 @pytest.mark.parametrize("secure, expected", [(False, "rate=1000r/s"), (True, "rate=20r/s")])
 def test_write_nginx_conf_writes_the_modes_limits(tmp_path, secure, expected):
-    cluster = LocalCluster(replace(load_config({}), run_dir=tmp_path), say=lambda m: None)
-    cluster._set_mode(secure)
-    cluster.write_nginx_conf()
-    assert expected in (cluster.nginx_dir() / "limits.d" / "rate.conf").read_text()
-    off = LocalCluster(replace(load_config({}), run_dir=tmp_path, gateway_rate="off"), say=lambda m: None)
-    off.write_nginx_conf()
-    assert not (cluster.nginx_dir() / "limits.d" / "rate.conf").exists()
+    config = replace(load_config({}), run_dir=tmp_path)
+    write_nginx_conf(config, secure)
+    assert expected in (nginx_dir(config) / "limits.d" / "rate.conf").read_text()
+    write_nginx_conf(replace(config, gateway_rate="off"), secure)
+    assert not (nginx_dir(config) / "limits.d" / "rate.conf").exists()
 
 
 def test_secure_hcl_enables_default_deny_acls_and_holds_no_secret():
@@ -153,12 +152,26 @@ def test_secure_hcl_enables_default_deny_acls_and_holds_no_secret():
     assert "encrypt =" not in text and "agent =" not in text and "master" not in text
 
 
+class NoPrograms:
+    """A supervisor that runs nothing yet: no Consul program, so `up` decides the mode."""
+
+    def ensure_running(self) -> bool:
+        return False
+
+    def state(self, name: str) -> None:
+        return None
+
+    def configured(self) -> list[str]:
+        return []
+
+
 def test_secure_mode_is_sticky_until_switched_off_explicitly(tmp_path, monkeypatch):
     started = []
     base = replace(load_config({}), run_dir=tmp_path)
 
     def up(secure):
         cluster = LocalCluster(replace(base, secure=secure), say=lambda m: None)
+        monkeypatch.setattr(cluster, "supervisor", NoPrograms())
         monkeypatch.setattr(cluster, "start_consul", lambda: started.append(cluster.secure))
         monkeypatch.setattr(cluster, "start_gateway", lambda: None)
         monkeypatch.setattr(cluster, "wait_workers_passing", lambda count, **options: 0.0)

@@ -1,0 +1,88 @@
+"""Where the local cluster lives and which ports it uses: read once from NER_* variables."""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping
+
+from scripts.ports import WORKER_PORT_BLOCK, free_port, free_port_block
+from scripts.securemode import RateLimit
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVICE_NAME = "ner-worker"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where the local cluster lives and which ports it uses."""
+
+    run_dir: Path
+    gateway_host: str
+    gateway_port: int
+    consul_http_port: int
+    worker_base_port: int
+    model_dir: Path
+    python: Path
+    consul_bin: Path
+    nginx_bin: str
+    drain_seconds: float
+    # Secured mode (docs/SECURITY.md): True/False from NER_SECURE=1/0; None (unset) = keep the
+    # run directory's recorded mode (normal for a new one). Only acted on when `up` starts Consul.
+    secure: bool | None = None
+    # Gateway rate limit overrides ("" = the mode's default): NER_GATEWAY_RATE / NER_GATEWAY_BURST.
+    gateway_rate: str = ""
+    gateway_burst: str = ""
+
+    def rate_limit(self, secure: bool) -> RateLimit:
+        return RateLimit.from_env({"NER_GATEWAY_RATE": self.gateway_rate,
+                                   "NER_GATEWAY_BURST": self.gateway_burst}, secure)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def consul_url(self) -> str:
+        return f"http://127.0.0.1:{self.consul_http_port}"
+
+
+def _split_listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return (host or "127.0.0.1"), int(port)
+
+
+def load_config(environ: Mapping[str, str] = os.environ) -> ClusterConfig:
+    """Read the local cluster's settings from the environment (all optional)."""
+    gateway_host, gateway_port = _split_listen(environ.get("NER_GATEWAY_LISTEN", "127.0.0.1:8080"))
+    nginx = environ.get("NER_NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
+    secure_text = environ.get("NER_SECURE", "").strip().lower()
+    if secure_text not in _TRUE | _FALSE:
+        raise ValueError(f"NER_SECURE={secure_text!r}: expected 1 or 0")
+    config = ClusterConfig(
+        run_dir=Path(environ.get("NER_RUN_DIR", REPO_ROOT / ".run")).resolve(),
+        gateway_host=gateway_host,
+        gateway_port=gateway_port,
+        consul_http_port=int(environ.get("NER_CONSUL_HTTP_PORT", "8500")),
+        worker_base_port=int(environ.get("NER_WORKER_BASE_PORT", "8101")),
+        model_dir=Path(environ.get("NER_MODEL_DIR", REPO_ROOT / "models/raner-msra-lstm")).resolve(),
+        python=Path(environ.get("NER_PYTHON", REPO_ROOT / ".venv/bin/python")),
+        consul_bin=Path(environ.get("NER_CONSUL_BIN", REPO_ROOT / ".local/bin/consul")),
+        nginx_bin=nginx,
+        drain_seconds=float(environ.get("NER_DRAIN_SECONDS", "3")),
+        secure=None if not secure_text else secure_text in _TRUE,
+        gateway_rate=environ.get("NER_GATEWAY_RATE", "").strip(),
+        gateway_burst=environ.get("NER_GATEWAY_BURST", "").strip(),
+    )
+    config.rate_limit(bool(config.secure))  # a bad NER_GATEWAY_RATE/BURST fails here, before anything starts
+    return config
+
+
+def on_free_ports(config: ClusterConfig) -> ClusterConfig:
+    """The same cluster on free loopback ports, so it never collides with a running `make up` cluster."""
+    return replace(config, gateway_host="127.0.0.1", gateway_port=free_port(), consul_http_port=free_port(),
+                   worker_base_port=free_port_block(WORKER_PORT_BLOCK))
