@@ -793,7 +793,13 @@ class Renderer:
         if not self.recovering():
             return instances
         current = {i.id: i for i in instances}
+        # An address Consul now lists under another ID has a new owner (a restarted worker on the
+        # same port): the old instance is gone, and keeping it would route to the newcomer before
+        # its model is loaded.
+        owners = {(i.address, i.port): i.id for i in instances}
         for kept in self.applied:
+            if owners.get((kept.address, kept.port), kept.id) != kept.id:
+                continue
             if current.get(kept.id) is None or current[kept.id].status == "critical":
                 current[kept.id] = kept
         return list(current.values())

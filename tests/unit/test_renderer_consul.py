@@ -113,3 +113,24 @@ def test_an_agent_that_answered_with_an_error_keeps_its_catalog_authoritative(tm
     watching.note_outage(ru.ConsulUnavailable("500 no cluster leader", reached=True), 0.5)
     assert not watching.recovering()
     assert watching.index == 0
+
+
+def instance(service_id: str, port: int, status: str = "passing") -> ru.Instance:
+    return ru.Instance(node="n1", id=service_id, name="ner-worker", address="127.0.0.1", port=port, status=status)
+
+
+def test_during_recovery_an_instance_consul_does_not_list_yet_stays_in_the_upstream(tmp_path):
+    watching = renderer(tmp_path)
+    watching.applied = [instance("a", 8101), instance("b", 8103)]
+    watching.start_recovery("consul lost its state")
+    kept = watching.keep_during_recovery([instance("b", 8103)])
+    assert {i.id for i in kept} == {"a", "b"}
+
+
+def test_during_recovery_an_address_registered_by_a_new_instance_drops_the_old_one(tmp_path):
+    watching = renderer(tmp_path)
+    watching.applied = [instance("old", 8101), instance("b", 8103)]
+    watching.start_recovery("consul lost its state")
+    # The worker restarted on the same port: a new ID, critical until its model has loaded.
+    kept = watching.keep_during_recovery([instance("new", 8101, "critical"), instance("b", 8103)])
+    assert {i.id: i.status for i in kept} == {"new": "critical", "b": "passing"}
