@@ -120,8 +120,8 @@ class MicroBatcher(Generic[Item, Result]):
         urgent: goes to the front of the queue and past admission (the health probe, which
         must answer within the health check's timeout however long the queue is).
         """
-        admitted = self.admission is not None and not urgent
-        call: _Call[Item, Result] = _Call(items, time.monotonic(), admitted)
+        policy = None if urgent else self.admission
+        call: _Call[Item, Result] = _Call(items, time.monotonic(), admitted=policy is not None)
         with self._cond:
             if announced:
                 self._resolved += 1
@@ -130,23 +130,23 @@ class MicroBatcher(Generic[Item, Result]):
                 raise RuntimeError("the batcher is closed")
             if not items:
                 return []
-            if admitted and self._unstarted >= self.admission.max_queue:  # type: ignore[union-attr]
-                raise self.admission.refuse_full()  # type: ignore[union-attr]
+            if policy is not None and self._unstarted >= policy.max_queue:
+                raise policy.refuse_full()
             if urgent:
                 self._calls.appendleft(call)
             else:
                 self._calls.append(call)
-            if admitted:
+            if policy is not None:
                 self._unstarted += 1
                 self.observer.observe_queue_length(self._unstarted)
-        if admitted and not call.started.wait(self.admission.deadline_seconds):  # type: ignore[union-attr]
+        if policy is not None and not call.started.wait(policy.deadline_seconds):
             with self._cond:
                 # Decided under the lock: a batch that took the call as the wait ran out still serves it.
                 if not call.started_flag:
                     self._calls.remove(call)
                     self._unstarted -= 1
                     self.observer.observe_queue_length(self._unstarted)
-                    raise self.admission.refuse_late()  # type: ignore[union-attr]
+                    raise policy.refuse_late()
         if not call.done.wait(timeout):
             raise TimeoutError(f"no result from the model within {timeout:.1f}s")
         if call.error is not None:
