@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from typing import Any
 
 from falcon import testing
@@ -67,3 +68,12 @@ def make_config(**overrides: Any) -> WorkerConfig:
 
 def make_client(backend: FakeBackend | None = None, **overrides: Any) -> testing.TestClient:
     return testing.TestClient(create_app(backend or FakeBackend(), make_config(**overrides)))
+
+
+def refuse_until_saturated(client, timeout: float = 5.0) -> None:
+    """Keep getting refused until /health reports it (a few 50 ms windows)."""
+    deadline = time.monotonic() + timeout
+    while client.simulate_get("/health").status_code != 429:
+        assert time.monotonic() < deadline, "health never reported the sustained refusals"
+        assert client.simulate_post("/v1/ner", json={"text": "北京"}).status_code == 429
+        time.sleep(0.005)

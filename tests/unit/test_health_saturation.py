@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.unit.fake_backend import FakeBackend, make_client
+from tests.unit.fake_backend import FakeBackend, make_client, refuse_until_saturated
 from worker.admission import AdmissionPolicy
 from worker.errors import Overloaded
 from worker.metrics import Metrics
@@ -151,15 +151,6 @@ def saturated_client() -> Iterator[tuple]:
     finally:
         backend.gate.set()
         holder.join(5)
-
-
-def refuse_until_saturated(client, timeout: float = 5.0) -> None:
-    """Keep getting refused until /health reports it (a few 50 ms windows)."""
-    deadline = time.monotonic() + timeout
-    while client.simulate_get("/health").status_code != 429:
-        assert time.monotonic() < deadline, "health never reported the sustained refusals"
-        assert client.simulate_post("/v1/ner", json={"text": "北京"}).status_code == 429
-        time.sleep(0.005)
 
 
 def test_health_stays_200_while_slots_are_busy_but_nothing_was_refused(saturated_client):

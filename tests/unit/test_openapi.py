@@ -8,12 +8,13 @@ from typing import Callable, Iterator
 
 import falcon.inspect
 import pytest
+
 from falcon import testing
 from jsonschema import ValidationError
 from openapi_spec_validator import validate as validate_spec
 
 from tests.support.openapi_check import documented_statuses, validate_response
-from tests.unit.fake_backend import FakeBackend, make_client, make_config
+from tests.unit.fake_backend import FakeBackend, make_client, make_config, refuse_until_saturated
 from worker.app import create_app
 from worker.openapi import build_openapi
 
@@ -39,11 +40,12 @@ def busy(backend: FakeBackend, client: testing.TestClient) -> Iterator[None]:
 
 def overloaded(path: str) -> testing.Result:
     backend = FakeBackend()
-    client = make_client(backend, max_inflight=1, health_cache_seconds=0)
+    client = make_client(backend, max_inflight=1, health_cache_seconds=0, queue_deadline_ms=0,
+                         saturation_window_seconds=0.05, saturation_windows=2)
     with busy(backend, client):
         if path != "/health":
             return client.simulate_post(path, json={"text": "北京"})
-        assert client.simulate_post("/v1/ner", json={"text": "北京"}).status_code == 429
+        refuse_until_saturated(client)
         return client.simulate_get("/health")
 
 
