@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WORKERS ?= 2
 
-.PHONY: setup setup-tests bench up down scale status test test-unit test-integration test-web bench-metrics chaos kill-midresponse soak load test-compose test-multihost fetch-msra train-model eval clean
+.PHONY: setup setup-tests bench up down scale status test test-unit test-integration test-web bench-metrics chaos heal kill-midresponse soak load test-compose test-multihost fetch-msra train-model eval clean
 
 setup:  ## install nginx, Consul, the Python packages and the default model (idempotent)
 	@bash scripts/setup.sh
@@ -47,6 +47,9 @@ chaos: setup  ## one failure at a time under load through the gateway; prints a 
 
 kill-midresponse: setup  ## SIGKILL under load: broken responses with stock gunicorn vs whole responses
 	@$(PY) -m bench.kill_midresponse
+
+heal: setup  ## kill -9 each program of a local cluster under paced load, then a kill loop: the self-healing table
+	@$(PY) -m bench.heal
 
 soak: setup  ## 10 minutes at ~70 % of capacity: errors, worker RSS and fds over time
 	@$(PY) -m bench.soak --minutes 10
