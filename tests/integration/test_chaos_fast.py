@@ -31,6 +31,9 @@ def slow_batch() -> dict:
     return {"texts": [f"{n}-{i}：" + "新华社北京电，国务院总理李强在人民大会堂会见了联合国秘书长古特雷斯。" * 40
                       for i in range(16)]}
 DEADLINE_S = 10.0
+# Slow batches sent at once to one worker: enough that a new request cannot start within the
+# worker's queue deadline (NER_QUEUE_DEADLINE_MS, 500 ms), so it is refused.
+OVERLOADING_HOLDERS = 12
 
 
 def in_upstream(cluster: LocalCluster, port: int) -> bool:
@@ -115,9 +118,13 @@ def test_kill_9_fails_no_request_of_a_keep_alive_client_that_resends_on_a_reset_
 def test_a_worker_that_refuses_inference_reports_429_on_health_and_turns_warning(two_workers):
     worker = list(two_workers.workers().values())[0]
     url = f"http://127.0.0.1:{worker.port}"
-    with busy(worker, holders=3):
+    with busy(worker, holders=OVERLOADING_HOLDERS):
         wait_for(lambda: requests.post(f"{url}/v1/ner", json=TEXT, timeout=5).status_code == 429, 10,
                  "a 429 from the busy worker", interval=0.05)
+        # Health turns 429 only once refusals are sustained (several whole seconds of them).
+        wait_for(lambda: (requests.post(f"{url}/v1/ner", json=TEXT, timeout=5).status_code == 429
+                          and requests.get(f"{url}/health", timeout=5).status_code == 429), 15,
+                 "health reporting the sustained refusals", interval=0.05)
         health = requests.get(f"{url}/health", timeout=5)
         wait_for(lambda: consul_status(two_workers, worker.port) == "warning", 5, "Consul warning")
         wait_for(lambda: "weight=1 " in (two_workers.nginx_dir() / "upstream.conf").read_text(), 5,
@@ -131,7 +138,7 @@ def test_the_gateway_retries_a_429_on_another_worker_before_the_client_sees_it(t
     worker = list(two_workers.workers().values())[0]
     log = two_workers.nginx_dir() / "access.log"
     start = log.stat().st_size
-    with busy(worker, holders=3):
+    with busy(worker, holders=OVERLOADING_HOLDERS):
         wait_for(lambda: requests.post(f"http://127.0.0.1:{worker.port}/v1/ner", json=TEXT,
                                        timeout=5).status_code == 429, 10, "the worker to be full")
         statuses = [requests.post(f"{two_workers.config.gateway_url}/v1/ner", json=TEXT, timeout=10).status_code
