@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
@@ -29,17 +30,24 @@ def world_readable_dir(prefix: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[LocalCluster]:
-    """Consul + 2 workers + renderer + nginx, started once for the session."""
-    run_dir = world_readable_dir("ner-cluster-")
+@contextmanager
+def started_cluster(prefix: str, workers: int = 2) -> Iterator[LocalCluster]:
+    """A cluster in a run directory of its own, up for the with-block and down (and removed) after."""
+    run_dir = world_readable_dir(prefix)
     local = LocalCluster(cluster_config(run_dir), say=lambda message: None)
     try:
-        local.up(2)
+        local.up(workers)
         yield local
     finally:
         local.down()
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[LocalCluster]:
+    """Consul + 2 workers + renderer + nginx, started once for the session."""
+    with started_cluster("ner-cluster-") as local:
+        yield local
 
 
 @pytest.fixture

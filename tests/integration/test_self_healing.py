@@ -9,7 +9,6 @@ table of docs/RELIABILITY.md.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import requests
 from bench.healing import PROGRAMS, kill_and_heal, kill_loop, program_name, wait_full_shape
 from scripts.localcluster import LocalCluster, wait_for
 from scripts.localmode.procs import pid_alive, pids_under, port_listened
-from tests.integration.conftest import cluster_config, world_readable_dir
+from tests.integration.conftest import started_cluster
 from tests.support.processes import REPO_ROOT
 
 TEXT = {"text": "张三在北京的清华大学工作。"}
@@ -30,14 +29,8 @@ TEXT = {"text": "张三在北京的清华大学工作。"}
 @pytest.fixture(scope="module")
 def healing() -> Iterator[LocalCluster]:
     """A cluster of its own: these tests kill its programs and stop and start it again."""
-    run_dir = world_readable_dir("ner-heal-")
-    local = LocalCluster(cluster_config(run_dir), say=lambda message: None)
-    try:
-        local.up(2)
+    with started_cluster("ner-heal-") as local:
         yield local
-    finally:
-        local.down()
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture
