@@ -46,6 +46,32 @@ class AdmissionPolicy:
                                    f"of this worker; retry shortly")
 
 
+class ServiceRate:
+    """How long the model takes per unit of queued work, smoothed over recent batches or requests.
+
+    A request that the queue ahead of it will keep from starting within the deadline is refused
+    on arrival rather than after waiting the whole deadline: under overload, waiting refusals would
+    hold a thread each for the full deadline, and the threads (and the health check queued behind
+    them) run out long before the model does.
+    """
+
+    def __init__(self, smoothing: float = 0.2) -> None:
+        self._smoothing = smoothing
+        self._seconds_per_unit: float | None = None
+
+    def observe(self, units: int, seconds: float) -> None:
+        if units <= 0 or seconds < 0:
+            return
+        sample = seconds / units
+        previous = self._seconds_per_unit
+        self._seconds_per_unit = sample if previous is None else previous + self._smoothing * (sample - previous)
+
+    def expected_wait(self, units_ahead: float) -> float:
+        """Seconds until work behind units_ahead can start; 0 before anything was measured."""
+        per_unit = self._seconds_per_unit
+        return 0.0 if per_unit is None else per_unit * units_ahead
+
+
 class QueueObserver(Protocol):
     """Where queue figures go (the metrics): queue length after each change, wait before a start."""
 
@@ -90,6 +116,7 @@ class SlotQueue:
         self._lock = threading.Lock()
         self._free = slots
         self._waiting: deque[_Waiter] = deque()
+        self.rate = ServiceRate()  # seconds per request in a slot
 
     @property
     def waiting(self) -> int:
@@ -99,9 +126,11 @@ class SlotQueue:
     def admitted(self) -> Iterator[None]:
         """Hold a slot for the body of the with-block; raises Refused if none comes in time."""
         self._acquire()
+        started = self._clock()
         try:
             yield
         finally:
+            self.rate.observe(1, self._clock() - started)
             self._release()
 
     def _acquire(self) -> None:
@@ -114,6 +143,8 @@ class SlotQueue:
                 raise self.policy.refuse_late()
             if len(self._waiting) >= self.policy.max_queue:
                 raise self.policy.refuse_full()
+            if self.rate.expected_wait((len(self._waiting) + 1) / self.slots) > self.policy.deadline_seconds:
+                raise self.policy.refuse_late()
             waiter = _Waiter()
             self._waiting.append(waiter)
             self.observer.observe_queue_length(len(self._waiting))

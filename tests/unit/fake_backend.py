@@ -77,3 +77,17 @@ def refuse_until_saturated(client, timeout: float = 5.0) -> None:
         assert time.monotonic() < deadline, "health never reported the sustained refusals"
         assert client.simulate_post("/v1/ner", json={"text": "北京"}).status_code == 429
         time.sleep(0.005)
+
+
+class QueueRecorder:
+    """Keeps the queue lengths and waits an admission queue reports (a QueueObserver)."""
+
+    def __init__(self) -> None:
+        self.lengths: list[int] = []
+        self.waits: list[float] = []
+
+    def observe_queue_length(self, waiting: int) -> None:
+        self.lengths.append(waiting)
+
+    def observe_queue_wait(self, seconds: float) -> None:
+        self.waits.append(seconds)

@@ -6,21 +6,8 @@ import time
 
 import pytest
 
-from worker.admission import DEADLINE, QUEUE_FULL, AdmissionPolicy, Refused, SlotQueue
-
-
-class Recorder:
-    """Keeps the queue lengths and waits a SlotQueue reports."""
-
-    def __init__(self) -> None:
-        self.lengths: list[int] = []
-        self.waits: list[float] = []
-
-    def observe_queue_length(self, waiting: int) -> None:
-        self.lengths.append(waiting)
-
-    def observe_queue_wait(self, seconds: float) -> None:
-        self.waits.append(seconds)
+from tests.unit.fake_backend import QueueRecorder
+from worker.admission import DEADLINE, QUEUE_FULL, AdmissionPolicy, Refused, ServiceRate, SlotQueue
 
 
 class Holder:
@@ -67,7 +54,7 @@ def attempt(queue: SlotQueue, outcomes: list, label: str) -> threading.Thread:
 
 def test_a_request_starts_at_once_while_a_slot_is_free():
     queue = SlotQueue(2, AdmissionPolicy(deadline_seconds=5.0, max_queue=4))
-    queue.observer = recorder = Recorder()
+    queue.observer = recorder = QueueRecorder()
     started = time.monotonic()
     with queue.admitted():
         pass
@@ -113,7 +100,7 @@ def test_a_request_that_cannot_start_within_the_deadline_is_refused_for_the_dead
 
 def test_a_refused_waiter_leaves_the_queue():
     queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=0.05, max_queue=1))
-    queue.observer = recorder = Recorder()
+    queue.observer = recorder = QueueRecorder()
     holder = Holder(queue)
     try:
         with pytest.raises(Refused):
@@ -181,7 +168,7 @@ def test_a_freed_slot_goes_to_the_waiting_request_not_to_a_newcomer():
 
 def test_a_started_request_reports_how_long_it_waited():
     queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=5.0, max_queue=4))
-    queue.observer = recorder = Recorder()
+    queue.observer = recorder = QueueRecorder()
     holder, outcomes = Holder(queue), []
     waiter = attempt(queue, outcomes, "second")
     wait_for(lambda: queue.waiting == 1)
@@ -195,3 +182,38 @@ def test_a_started_request_reports_how_long_it_waited():
 def test_a_slot_queue_needs_a_slot():
     with pytest.raises(ValueError):
         SlotQueue(0, AdmissionPolicy(deadline_seconds=1.0, max_queue=1))
+
+
+def test_before_anything_was_measured_no_wait_is_predicted():
+    assert ServiceRate().expected_wait(1000) == 0.0
+
+
+def test_the_predicted_wait_follows_the_measured_pace():
+    rate = ServiceRate(smoothing=0.5)
+    rate.observe(10, 1.0)
+    assert rate.expected_wait(20) == pytest.approx(2.0)
+    rate.observe(10, 3.0)
+    assert rate.expected_wait(10) == pytest.approx(2.0)
+
+
+def test_a_request_the_queue_ahead_would_keep_past_the_deadline_is_refused_on_arrival():
+    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=0.5, max_queue=100))
+    queue.rate.observe(1, 0.2)  # each request holds the slot 0.2 s
+    holder = Holder(queue)
+    waiters = [threading.Thread(target=lambda: queue.admitted().__enter__()) for _ in range(2)]
+    try:
+        for waiter in waiters:
+            waiter.start()
+        deadline = time.monotonic() + 5
+        while queue.waiting < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        started = time.monotonic()
+        with pytest.raises(Refused) as refused:
+            with queue.admitted():
+                pass
+        assert refused.value.reason == DEADLINE
+        assert time.monotonic() - started < 0.1  # at once, not after waiting out the deadline
+    finally:
+        holder.release.set()
+        holder.thread.join(5)

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tests.unit.fake_backend import QueueRecorder
 from worker.admission import DEADLINE, QUEUE_FULL, AdmissionPolicy, Refused
 from worker.backends.batcher import MicroBatcher
 
@@ -147,18 +148,6 @@ class Gate:
         return [item * 2 for item in items]
 
 
-class Lengths:
-    def __init__(self) -> None:
-        self.lengths: list[int] = []
-        self.waits: list[float] = []
-
-    def observe_queue_length(self, waiting: int) -> None:
-        self.lengths.append(waiting)
-
-    def observe_queue_wait(self, seconds: float) -> None:
-        self.waits.append(seconds)
-
-
 def wait_for(predicate, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -264,7 +253,7 @@ def test_an_urgent_call_goes_first_even_past_a_full_queue():
 
 def test_the_queue_reports_its_length_and_each_requests_wait():
     gate, batcher, outcomes, threads = busy_batcher()
-    batcher.observer = seen = Lengths()
+    batcher.observer = seen = QueueRecorder()
     threads += [in_thread(batcher, [i], outcomes, i) for i in (1, 2)]
     wait_for(lambda: batcher.waiting == 2)
     time.sleep(0.02)
@@ -293,3 +282,19 @@ def test_a_recent_good_batch_is_reported_and_a_failed_one_is_not():
         batcher.submit([13])
     assert not batcher.succeeded_within(10)
     batcher.close()
+
+
+def test_a_request_the_queued_items_would_keep_past_the_deadline_is_refused_on_arrival():
+    gate, batcher, outcomes, threads = busy_batcher(max_queue=64, deadline=0.5, max_batch=16)
+    batcher.rate.observe(16, 0.16)  # 10 ms of model time per item, as measured under load
+    threads.append(in_thread(batcher, list(range(100, 160)), outcomes, "big"))  # 0.6 s of work ahead
+    wait_for(lambda: batcher.waiting == 1)
+    started = time.monotonic()
+    with pytest.raises(Refused) as refused:
+        batcher.submit([999])
+    assert refused.value.reason == DEADLINE
+    assert time.monotonic() - started < 0.1
+    gate.open.set()
+    for thread in threads:
+        thread.join(5)
+    assert all(999 not in batch for batch in gate.batches)  # the refused item never reached the model

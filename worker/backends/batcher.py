@@ -10,8 +10,11 @@ results.
 Given an AdmissionPolicy, that queue is the worker's admission queue: it holds
 at most `max_queue` requests that have not started, a request that arrives to
 a full queue is refused at once, and one that is still waiting when its
-deadline passes leaves the queue refused (worker.admission.Refused). Batches
-are taken from whatever waits, so a deeper queue means fuller forward passes.
+deadline passes leaves the queue refused (worker.admission.Refused), as does
+one that the items queued ahead of it, at the model's measured pace, would keep
+from starting in time (refused on arrival, so it holds no thread meanwhile).
+Batches are taken from whatever waits, so a deeper queue means fuller forward
+passes.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import time
 from collections import deque
 from typing import Callable, Generic, Sequence, TypeVar
 
-from worker.admission import AdmissionPolicy, NoObserver, QueueObserver
+from worker.admission import AdmissionPolicy, NoObserver, QueueObserver, ServiceRate
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,8 @@ class MicroBatcher(Generic[Item, Result]):
         self._cond = threading.Condition()
         self._calls: deque[_Call[Item, Result]] = deque()  # calls with items not yet taken, oldest first
         self._unstarted = 0  # admitted calls in _calls none of whose items a batch has taken yet
+        self._queued_items = 0  # items in _calls that no batch has taken yet
+        self.rate = ServiceRate()  # seconds of model time per item
         # Callers announced so far, and how many of them have since queued their items (or gave up).
         self._announced = 0
         self._resolved = 0
@@ -132,6 +137,9 @@ class MicroBatcher(Generic[Item, Result]):
                 return []
             if policy is not None and self._unstarted >= policy.max_queue:
                 raise policy.refuse_full()
+            if policy is not None and self.rate.expected_wait(self._queued_items) > policy.deadline_seconds:
+                raise policy.refuse_late()
+            self._queued_items += len(items)
             if urgent:
                 self._calls.appendleft(call)
             else:
@@ -144,6 +152,7 @@ class MicroBatcher(Generic[Item, Result]):
                 # Decided under the lock: a batch that took the call as the wait ran out still serves it.
                 if not call.started_flag:
                     self._calls.remove(call)
+                    self._queued_items -= len(call.items)
                     self._unstarted -= 1
                     self.observer.observe_queue_length(self._unstarted)
                     raise policy.refuse_late()
@@ -201,6 +210,7 @@ class MicroBatcher(Generic[Item, Result]):
             count = min(len(call.items) - call.taken, self.max_batch - len(batch))
             batch.extend((call, slot, call.items[slot]) for slot in range(call.taken, call.taken + count))
             call.taken += count
+            self._queued_items -= count
             if call.taken == len(call.items):
                 self._calls.popleft()
         if self._unstarted != unstarted:
@@ -211,6 +221,7 @@ class MicroBatcher(Generic[Item, Result]):
             batch = self._gather()
             if not batch:
                 return
+            started = time.monotonic()
             try:
                 results = self._run_batch([item for _, _, item in batch])
                 if len(results) != len(batch):
@@ -222,6 +233,8 @@ class MicroBatcher(Generic[Item, Result]):
                     call.finish(slot, None, error)
                 continue
             self._last_outcome = (time.monotonic(), True)
+            if len(batch) >= max(1, self.max_batch // 2):  # a pace measured under load, not per lone item
+                self.rate.observe(len(batch), self._last_outcome[0] - started)
             self.batches += 1
             self.items += len(batch)
             for (call, slot, _), result in zip(batch, results):
