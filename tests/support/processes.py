@@ -4,31 +4,21 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 from scripts.ports import free_port, free_port_block  # noqa: F401 - the tests' one source of ports
+from tests.support.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_BIN = REPO_ROOT / ".local" / "bin"
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05,
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05,
                describe: str = "condition", on_timeout: Callable[[], str] | None = None) -> float:
-    """Poll until predicate() is true; return the seconds it took, or fail with context."""
-    start = time.monotonic()
-    deadline = start + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return time.monotonic() - start
-        except Exception:  # noqa: BLE001 - a probe that errors is simply "not yet"
-            pass
-        time.sleep(interval)
-    detail = on_timeout() if on_timeout else ""
-    raise AssertionError(f"timed out after {timeout}s waiting for {describe}\n{detail}")
+    """tests.support.waiting.wait_for under its older name and keywords (describe for what)."""
+    return wait_for(predicate, timeout, describe, interval, on_timeout=on_timeout)
 
 
 @dataclass

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from typing import Any
 
 from falcon import testing
 
+from tests.support.waiting import wait_for
 from worker.app import create_app
 from worker.backends.base import BackendError
 from worker.config import WorkerConfig
@@ -72,11 +72,13 @@ def make_client(backend: FakeBackend | None = None, **overrides: Any) -> testing
 
 def refuse_until_saturated(client, timeout: float = 5.0) -> None:
     """Keep getting refused until /health reports it (a few 50 ms windows)."""
-    deadline = time.monotonic() + timeout
-    while client.simulate_get("/health").status_code != 429:
-        assert time.monotonic() < deadline, "health never reported the sustained refusals"
+    def saturated() -> bool:
+        if client.simulate_get("/health").status_code == 429:
+            return True
         assert client.simulate_post("/v1/ner", json={"text": "北京"}).status_code == 429
-        time.sleep(0.005)
+        return False
+
+    wait_for(saturated, timeout, "health reporting the sustained refusals", interval=0.005)
 
 
 class QueueRecorder:

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from tests.support.waiting import wait_for
 from tests.unit.fake_backend import QueueRecorder
 from worker.admission import DEADLINE, QUEUE_FULL, AdmissionPolicy, Refused, ServiceRate, SlotQueue
 
@@ -30,11 +31,9 @@ class Holder:
         self.thread.join(5)
 
 
-def wait_for(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.001)
+def wait_waiting(queue: SlotQueue, count: int) -> None:
+    """Until `count` requests wait in the queue for a slot."""
+    wait_for(lambda: queue.waiting == count, 5, f"{count} requests waiting in the queue", interval=0.001)
 
 
 def attempt(queue: SlotQueue, outcomes: list, label: str) -> threading.Thread:
@@ -66,7 +65,7 @@ def test_a_waiting_request_starts_when_a_slot_frees_within_the_deadline():
     queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=5.0, max_queue=4))
     holder, outcomes = Holder(queue), []
     waiter = attempt(queue, outcomes, "second")
-    wait_for(lambda: queue.waiting == 1)
+    wait_waiting(queue, 1)
     holder.done()
     waiter.join(5)
     assert outcomes == ["second"]
@@ -77,7 +76,7 @@ def test_waiting_requests_start_in_arrival_order():
     holder, outcomes, threads = Holder(queue), [], []
     for label in "abcde":
         threads.append(attempt(queue, outcomes, label))
-        wait_for(lambda: queue.waiting == len(threads))
+        wait_waiting(queue, len(threads))
     holder.done()
     for thread in threads:
         thread.join(5)
@@ -119,7 +118,7 @@ def test_a_request_that_finds_the_queue_full_is_refused_at_once():
     queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=5.0, max_queue=1))
     holder, outcomes = Holder(queue), []
     waiter = attempt(queue, outcomes, "queued")
-    wait_for(lambda: queue.waiting == 1)
+    wait_waiting(queue, 1)
     started = time.monotonic()
     try:
         with pytest.raises(Refused) as refused:
@@ -158,7 +157,7 @@ def test_a_freed_slot_goes_to_the_waiting_request_not_to_a_newcomer():
     with queue.admitted():
         thread = threading.Thread(target=waiter)
         thread.start()
-        wait_for(lambda: queue.waiting == 1)
+        wait_waiting(queue, 1)
     # This thread frees the slot and asks again at once, before the waiter's thread runs.
     with queue.admitted():
         order.append("newcomer")
@@ -171,7 +170,7 @@ def test_a_started_request_reports_how_long_it_waited():
     queue.observer = recorder = QueueRecorder()
     holder, outcomes = Holder(queue), []
     waiter = attempt(queue, outcomes, "second")
-    wait_for(lambda: queue.waiting == 1)
+    wait_waiting(queue, 1)
     time.sleep(0.05)
     holder.done()
     waiter.join(5)
@@ -204,10 +203,7 @@ def test_a_request_the_queue_ahead_would_keep_past_the_deadline_is_refused_on_ar
     try:
         for waiter in waiters:
             waiter.start()
-        deadline = time.monotonic() + 5
-        while queue.waiting < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
+        wait_waiting(queue, 2)
         started = time.monotonic()
         with pytest.raises(Refused) as refused:
             with queue.admitted():

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tests.support.waiting import wait_for
 from tests.unit.fake_backend import QueueRecorder
 from worker.admission import DEADLINE, QUEUE_FULL, AdmissionPolicy, Refused
 from worker.backends.batcher import MicroBatcher
@@ -148,11 +149,9 @@ class Gate:
         return [item * 2 for item in items]
 
 
-def wait_for(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.001)
+def wait_waiting(batcher: MicroBatcher, count: int) -> None:
+    """Until `count` callers wait in the batcher's queue."""
+    wait_for(lambda: batcher.waiting == count, 5, f"{count} callers waiting in the batcher", interval=0.001)
 
 
 def in_thread(batcher: MicroBatcher, items: list[int], outcomes: dict, key) -> threading.Thread:
@@ -182,7 +181,7 @@ def test_the_next_batch_takes_every_waiting_request_not_a_fixed_number():
     gate, batcher, outcomes, threads = busy_batcher(max_queue=16, max_batch=16)
     for i in range(1, 11):
         threads.append(in_thread(batcher, [i], outcomes, i))
-    wait_for(lambda: batcher.waiting == 10)
+    wait_waiting(batcher, 10)
     gate.open.set()
     for thread in threads:
         thread.join(5)
@@ -194,7 +193,7 @@ def test_the_next_batch_takes_every_waiting_request_not_a_fixed_number():
 def test_a_request_that_finds_the_batchers_queue_full_is_refused_at_once():
     gate, batcher, outcomes, threads = busy_batcher(max_queue=2)
     threads += [in_thread(batcher, [i], outcomes, i) for i in (1, 2)]
-    wait_for(lambda: batcher.waiting == 2)
+    wait_waiting(batcher, 2)
     started = time.monotonic()
     with pytest.raises(Refused) as refused:
         batcher.submit([3])
@@ -226,7 +225,7 @@ def test_a_request_that_cannot_start_within_the_deadline_is_refused_and_never_re
 def test_a_request_larger_than_a_batch_is_served_across_batches_once_started():
     gate, batcher, outcomes, threads = busy_batcher(max_batch=4)
     threads.append(in_thread(batcher, list(range(1, 11)), outcomes, "big"))
-    wait_for(lambda: batcher.waiting == 1)
+    wait_waiting(batcher, 1)
     gate.open.set()
     for thread in threads:
         thread.join(5)
@@ -238,11 +237,11 @@ def test_a_request_larger_than_a_batch_is_served_across_batches_once_started():
 def test_an_urgent_call_goes_first_even_past_a_full_queue():
     gate, batcher, outcomes, threads = busy_batcher(max_queue=1)
     threads.append(in_thread(batcher, [1], outcomes, 1))
-    wait_for(lambda: batcher.waiting == 1)
+    wait_waiting(batcher, 1)
     probe = threading.Thread(
         target=lambda: outcomes.__setitem__("probe", batcher.submit([99], timeout=10, urgent=True)))
     probe.start()
-    wait_for(lambda: len(batcher._calls) == 2)  # noqa: SLF001 - both queued
+    wait_for(lambda: len(batcher._calls) == 2, 5, "both calls queued", interval=0.001)  # noqa: SLF001
     gate.open.set()
     for thread in threads + [probe]:
         thread.join(5)
@@ -255,7 +254,7 @@ def test_the_queue_reports_its_length_and_each_requests_wait():
     gate, batcher, outcomes, threads = busy_batcher()
     batcher.observer = seen = QueueRecorder()
     threads += [in_thread(batcher, [i], outcomes, i) for i in (1, 2)]
-    wait_for(lambda: batcher.waiting == 2)
+    wait_waiting(batcher, 2)
     time.sleep(0.02)
     gate.open.set()
     for thread in threads:
@@ -288,7 +287,7 @@ def test_a_request_the_queued_items_would_keep_past_the_deadline_is_refused_on_a
     gate, batcher, outcomes, threads = busy_batcher(max_queue=64, deadline=0.5, max_batch=16)
     batcher.rate.observe(16, 0.16)  # 10 ms of model time per item, as measured under load
     threads.append(in_thread(batcher, list(range(100, 160)), outcomes, "big"))  # 0.6 s of work ahead
-    wait_for(lambda: batcher.waiting == 1)
+    wait_waiting(batcher, 1)
     started = time.monotonic()
     with pytest.raises(Refused) as refused:
         batcher.submit([999])

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import pytest
 from falcon import testing
 
+from tests.support.waiting import wait_for
 from tests.unit.fake_backend import FakeBackend, make_client, make_config
 from worker.app import create_app
 
@@ -304,10 +305,8 @@ def test_a_request_that_cannot_start_within_the_deadline_is_429_with_retry_after
 
 
 def wait_until_queued(client, waiting: int) -> None:
-    deadline = time.monotonic() + 5
-    while f"ner_queue_length {waiting:.1f}" not in client.simulate_get("/metrics").text:
-        assert time.monotonic() < deadline, "the request never queued"
-        time.sleep(0.005)
+    wait_for(lambda: f"ner_queue_length {waiting:.1f}" in client.simulate_get("/metrics").text, 5,
+             f"{waiting} requests queued", interval=0.005)
 
 
 def test_a_request_that_finds_the_queue_full_is_429_at_once():
