@@ -14,8 +14,11 @@ from registrar.network import (AddressError, default_advertise_address, host_por
 _DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_FALSE = {"0", "false", "no", "off"}
-_TRUE = {"1", "true", "yes", "on"}
+# The name workers register under unless NER_SERVICE_NAME says otherwise; secured mode's policies use it too.
+SERVICE_NAME = "ner-worker"
+# On/off values as every component spells them (local mode's NER_SECURE as well).
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 
 class ConfigError(ValueError):
@@ -31,7 +34,7 @@ class RegistrarConfig:
     consul_port: int = 8500
     token: str = ""
     register: bool = True
-    service_name: str = "ner-worker"
+    service_name: str = SERVICE_NAME
     advertise_address: str | None = "127.0.0.1"
     advertise_address_explicit: bool = False
     advertise_port: int | None = None
@@ -93,15 +96,24 @@ def _count(environ: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
-def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in _TRUE:
+def parse_flag(name: str, raw: str) -> bool | None:
+    """An on/off variable's value; None when it is empty, ValueError when it is neither."""
+    text = raw.strip().lower()
+    if not text:
+        return None
+    if text in TRUE_WORDS:
         return True
-    if raw in _FALSE:
+    if text in FALSE_WORDS:
         return False
-    raise ConfigError(f"{name}={raw!r}: expected 1 or 0")
+    raise ValueError(f"{name}={text!r}: expected 1 or 0")
+
+
+def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    try:
+        value = parse_flag(name, environ.get(name, ""))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return default if value is None else value
 
 
 def _port(environ: Mapping[str, str], name: str) -> int | None:
@@ -131,7 +143,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> RegistrarConfig:
         raise ConfigError(str(error)) from None
     explicit_address = env.get("NER_ADVERTISE_ADDRESS", "").strip() or None
     advertise = explicit_address or default_advertise_address(host, port)
-    service_name = env.get("NER_SERVICE_NAME", "").strip() or "ner-worker"
+    service_name = env.get("NER_SERVICE_NAME", "").strip() or SERVICE_NAME
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", service_name):
         raise ConfigError(f"NER_SERVICE_NAME={service_name!r}: letters, digits and dashes only")
     return RegistrarConfig(

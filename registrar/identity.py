@@ -5,6 +5,8 @@ import re
 import secrets
 import socket
 
+from registrar.config import SERVICE_NAME
+
 _UNSAFE = re.compile(r"[^a-z0-9-]+")
 MAX_HOST_CHARS = 40
 
@@ -15,7 +17,7 @@ def _safe_host(hostname: str) -> str:
     return (host[:MAX_HOST_CHARS].rstrip("-")) or "host"
 
 
-def new_instance_id(service: str = "ner-worker", hostname: str | None = None) -> str:
+def new_instance_id(service: str = SERVICE_NAME, hostname: str | None = None) -> str:
     """`<service>-<host>-<8 hex>`; the random part keeps two processes on one host apart.
 
     A fresh ID per process also side-steps Consul 1.8 keeping an old check status when the

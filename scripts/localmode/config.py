@@ -7,14 +7,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
+from registrar.config import SERVICE_NAME, parse_flag
 from scripts.ports import WORKER_PORT_BLOCK, free_port, free_port_block
 from scripts.securemode import RateLimit
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVICE_NAME = "ner-worker"
+__all__ = ["REPO_ROOT", "SERVICE_NAME", "ClusterConfig", "load_config", "on_free_ports"]
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -60,9 +59,6 @@ def load_config(environ: Mapping[str, str] = os.environ) -> ClusterConfig:
     """Read the local cluster's settings from the environment (all optional)."""
     gateway_host, gateway_port = _split_listen(environ.get("NER_GATEWAY_LISTEN", "127.0.0.1:8080"))
     nginx = environ.get("NER_NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
-    secure_text = environ.get("NER_SECURE", "").strip().lower()
-    if secure_text not in _TRUE | _FALSE:
-        raise ValueError(f"NER_SECURE={secure_text!r}: expected 1 or 0")
     config = ClusterConfig(
         run_dir=Path(environ.get("NER_RUN_DIR", REPO_ROOT / ".run")).resolve(),
         gateway_host=gateway_host,
@@ -74,7 +70,7 @@ def load_config(environ: Mapping[str, str] = os.environ) -> ClusterConfig:
         consul_bin=Path(environ.get("NER_CONSUL_BIN", REPO_ROOT / ".local/bin/consul")),
         nginx_bin=nginx,
         drain_seconds=float(environ.get("NER_DRAIN_SECONDS", "3")),
-        secure=None if not secure_text else secure_text in _TRUE,
+        secure=parse_flag("NER_SECURE", environ.get("NER_SECURE", "")),
         gateway_rate=environ.get("NER_GATEWAY_RATE", "").strip(),
         gateway_burst=environ.get("NER_GATEWAY_BURST", "").strip(),
     )

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from registrar import config as config_module
-from registrar.config import ConfigError, load_config
+from registrar.config import ConfigError, load_config, parse_flag
 from registrar.identity import new_instance_id
 from registrar.network import (default_advertise_address, host_port, is_loopback,
                                parse_consul_addr)
@@ -146,6 +146,15 @@ class TestLoadConfig:
         monkeypatch.setenv("NER_SERVICE_NAME", "from-environment")
         assert load_config().service_name == "from-environment"
         assert load_config({}).service_name == "ner-worker"
+
+    @pytest.mark.parametrize("raw, expected", [("", None), ("  ", None), ("1", True), (" Yes", True),
+                                               ("on", True), ("0", False), ("FALSE", False), ("off", False)])
+    def test_on_off_values_read_the_same_for_every_component(self, raw: str, expected: bool | None) -> None:
+        assert parse_flag("NER_X", raw) is expected
+
+    def test_an_on_off_value_that_is_neither_names_its_variable(self) -> None:
+        with pytest.raises(ValueError, match="NER_X='maybe'"):
+            parse_flag("NER_X", "maybe")
 
     def test_is_frozen(self) -> None:
         config = load_config({})
