@@ -31,7 +31,8 @@ from scripts.localmode.supervisor import ProgramState, Supervisor
 from scripts.localmode.waiting import wait_for
 from scripts.localmode.workers import current_port, index_of, is_worker, ports_in, worker_ports, worker_program
 from scripts.ports import port_is_free
-from scripts.securemode import SecretStore, ensure_acls, ensure_gossip_key
+from scripts.secured.acl_setup import ensure_acls
+from scripts.secured.secretfiles import SecretStore, ensure_gossip_key
 
 __all__ = ["REPO_ROOT", "SERVICE_NAME", "ClusterConfig", "LocalCluster", "Proc", "child_pids", "load_config",
            "on_free_ports", "pid_alive", "port_is_free", "wait_for"]

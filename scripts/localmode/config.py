@@ -9,7 +9,7 @@ from typing import Mapping
 
 from registrar.config import SERVICE_NAME, parse_flag
 from scripts.ports import WORKER_PORT_BLOCK, free_port, free_port_block
-from scripts.securemode import RateLimit
+from scripts.secured.ratelimit import RateLimit
 
 __all__ = ["REPO_ROOT", "SERVICE_NAME", "ClusterConfig", "load_config", "on_free_ports"]
 

@@ -15,7 +15,7 @@ from types import ModuleType
 
 from scripts.localmode.config import REPO_ROOT, ClusterConfig
 from scripts.localmode.programs import Program
-from scripts.securemode import limits_snippet
+from scripts.secured.ratelimit import limits_snippet
 
 NGINX_PRIORITY = 20
 RENDERER_PRIORITY = 30

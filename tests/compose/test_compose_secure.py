@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 import requests
 
-from scripts.securemode import SecretStore
+from scripts.secured.secretfiles import SecretStore
 from tests.compose.composeenv import COMPOSE_FILE, ComposeProject
 from tests.compose.engine import ComposeEngine
 from tests.support.load import RequestLoop
@@ -23,7 +23,7 @@ from tests.support.ratelimit import assert_gateway_429, requests_until_limited
 
 SECURE_FILE = REPO_ROOT / "docker-compose.secure.yml"
 PAYLOAD = {"text": "张三在北京的清华大学工作。"}
-BURST = 40  # scripts/securemode.py's secure default: 20 r/s per client, bursts of 40
+BURST = 40  # scripts/secured/ratelimit.py's secure default: 20 r/s per client, bursts of 40
 SERVICES = ("gossip-key", "consul", "acl-init", "model", "worker", "gateway")
 
 

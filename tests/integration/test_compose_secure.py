@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Iterator
@@ -13,7 +14,7 @@ from typing import Iterator
 import pytest
 import requests
 
-from scripts.securemode import SecretStore
+from scripts.secured.secretfiles import SecretStore
 from tests.integration.test_compose_file import COMPOSE_FILE, resolve_config
 from tests.support.consul import ConsulAgent
 from tests.support.processes import LOCAL_BIN, REPO_ROOT, ManagedProcess, free_port
@@ -21,6 +22,8 @@ from tests.support.processes import LOCAL_BIN, REPO_ROOT, ManagedProcess, free_p
 SECURE_FILE = REPO_ROOT / "docker-compose.secure.yml"
 WITH_TOKEN = REPO_ROOT / "nginx-template" / "with-consul-token.sh"
 PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
+# Where the gateway entrypoint looks for the rate-limit command (docker-compose.secure.yml mounts it).
+GATEWAY_LIMITS = "/etc/ner-gateway/securemode.py"
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +61,10 @@ def test_consul_runs_with_secure_hcl_and_the_gossip_key_and_publishes_on_loopbac
     assert host_ips(consul) == {"127.0.0.1"}
 
 
-def test_acl_init_runs_securemode_init_after_consul_and_workers_and_gateway_wait_for_it(merged):
+def test_acl_init_runs_secured_init_after_consul_and_workers_and_gateway_wait_for_it(merged):
     services = merged["services"]
     init = services["acl-init"]
-    assert "python scripts/securemode.py init --consul consul:8500 --secrets /secrets" in " ".join(init["command"])
+    assert "python -m scripts.secured init --consul consul:8500 --secrets /secrets" in " ".join(init["command"])
     assert "consul" in init["depends_on"] and init["restart"] == "no"
     assert mounts(init)["/secrets"] == "secrets:rw"
     for name in ("worker", "gateway"):
@@ -87,11 +90,11 @@ def test_the_normal_form_keeps_its_services_and_publishes_consul_on_loopback_by_
     assert host_ips(normal["services"]["consul"]) == {"127.0.0.1"}
 
 
-def test_images_start_through_the_token_entrypoint_and_ship_securemode():
+def test_images_start_through_the_token_entrypoint_and_ship_the_secured_package():
     worker = (REPO_ROOT / "worker" / "Dockerfile").read_text()
     gateway = (REPO_ROOT / "nginx-template" / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["with-consul-token", "/secrets/worker.token"]' in worker
-    assert "scripts/securemode.py" in worker and "with-consul-token.sh" in worker
+    assert "COPY scripts/secured/ scripts/secured/" in worker and "with-consul-token.sh" in worker
     assert '"/etc/ner-gateway/with-consul-token.sh", "/secrets/gateway.token"' in gateway
 
 
@@ -119,8 +122,9 @@ def test_the_entrypoint_exports_the_token_only_when_the_file_exists(tmp_path):
 # ---- the one-shots' commands against a real secured Consul -----------------------------------
 
 
-def securemode(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "scripts/securemode.py", *args], cwd=REPO_ROOT, capture_output=True,
+def secured(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The one-shots' command, as the worker image runs it from its /app."""
+    return subprocess.run([PYTHON, "-m", "scripts.secured", *args], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=120, env=env)
 
 
@@ -130,7 +134,7 @@ def secured_consul(tmp_path_factory) -> Iterator[tuple[ConsulAgent, SecretStore,
     workdir = tmp_path_factory.mktemp("compose-secure")
     store = SecretStore(workdir / "secrets")
     # As in the image: no consul binary on PATH, so the key comes from Python.
-    keygen = securemode("gossip-key", "--secrets", str(store.path), env={"PATH": "/usr/bin:/bin"})
+    keygen = secured("gossip-key", "--secrets", str(store.path), env={"PATH": "/usr/bin:/bin"})
     assert keygen.returncode == 0, keygen.stderr
     http_port = free_port()
     local = workdir / "local.json"  # what differs from the container: loopback, free ports, data dir
@@ -145,7 +149,7 @@ def secured_consul(tmp_path_factory) -> Iterator[tuple[ConsulAgent, SecretStore,
     agent.process.start()
     try:
         agent.wait_ready()
-        init = securemode("init", "--consul", agent.http_addr, "--secrets", str(store.path))
+        init = secured("init", "--consul", agent.http_addr, "--secrets", str(store.path))
         assert init.returncode == 0, init.stderr
         yield agent, store, init.stderr + keygen.stderr
     finally:
@@ -178,7 +182,7 @@ def test_the_consul_healthcheck_command_works_without_a_token(secured_consul):
 
 def test_init_is_idempotent_and_no_secret_reaches_the_output(secured_consul):
     agent, store, output = secured_consul
-    again = securemode("init", "--consul", agent.http_addr, "--secrets", str(store.path))
+    again = secured("init", "--consul", agent.http_addr, "--secrets", str(store.path))
     assert again.returncode == 0 and "nothing new" in again.stderr, again.stderr
     secrets = store.all_secrets()
     assert {"bootstrap.token", "worker.token", "gateway.token", "agent.token", "operator.token",
@@ -188,10 +192,20 @@ def test_init_is_idempotent_and_no_secret_reaches_the_output(secured_consul):
         assert not any(value in text for value in secrets.values())
 
 
-def test_the_gateway_limits_command_writes_secure_defaults_or_nothing(tmp_path):
+def test_the_gateway_limits_command_writes_secure_defaults_or_nothing(merged, tmp_path):
+    """As the gateway entrypoint runs it: the mounted file alone, standard library only (-S: no site)."""
+    source = mounts(merged["services"]["gateway"])[GATEWAY_LIMITS].rsplit(":", 1)[0]
+    lone = tmp_path / "etc" / Path(GATEWAY_LIMITS).name
+    lone.parent.mkdir()
+    shutil.copy(source, lone)
     out = tmp_path / "rate.conf"
-    written = securemode("limits", "--out", str(out), env={"PATH": os.environ["PATH"]})
+
+    def limits(**env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([PYTHON, "-S", str(lone), "limits", "--out", str(out)], cwd=tmp_path,
+                              env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=60)
+
+    written = limits()
     assert written.returncode == 0, written.stderr
     assert "rate=20r/s" in out.read_text() and "burst=40 " in out.read_text()
-    off = securemode("limits", "--out", str(out), env={"PATH": os.environ["PATH"], "NER_GATEWAY_RATE": "off"})
+    off = limits(NER_GATEWAY_RATE="off")
     assert off.returncode == 0 and not out.exists()

@@ -22,7 +22,7 @@ import requests
 
 from scripts.localcluster import REPO_ROOT, LocalCluster, wait_for
 from scripts.localmode.gateway import write_nginx_conf
-from scripts.securemode import SecretStore, ensure_acls
+from scripts.secured.acl_setup import ensure_acls
 from tests.integration.conftest import cluster_config, world_readable_dir
 from tests.support.ratelimit import assert_gateway_429, requests_until_limited
 

@@ -9,44 +9,48 @@ from pathlib import Path
 
 import pytest
 
-from scripts import securemode as sm
 from scripts.localcluster import REPO_ROOT, LocalCluster, load_config
 from scripts.localmode.gateway import nginx_dir, write_nginx_conf
+from scripts.secured import acl_policies as policies
+from scripts.secured.ratelimit import RateLimit, limits_snippet
+from scripts.secured.secretfiles import GOSSIP_CONFIG, SecretStore, mask
 
 
 def test_worker_policy_writes_exactly_its_service_and_reads_nodes():
-    rules = sm.policy_rules("worker", "ner-worker")
-    assert 'service "ner-worker" {\n  policy = "write"\n}' in rules
-    assert 'node_prefix "" {\n  policy = "read"\n}' in rules
-    assert "service_prefix" not in rules and "acl" not in rules and "agent" not in rules
+    assert policies.policy_rules("worker", "ner-worker") == {
+        "service": {"ner-worker": {"policy": "write"}}, "node_prefix": {"": {"policy": "read"}}}
 
 
 def test_gateway_policy_is_read_only():
-    rules = sm.policy_rules("gateway")
-    assert "write" not in rules
-    assert 'service_prefix ""' in rules and 'node_prefix ""' in rules
+    assert policies.policy_rules("gateway") == {
+        "service_prefix": {"": {"policy": "read"}}, "node_prefix": {"": {"policy": "read"}}}
 
 
 def test_agent_policy_is_its_own_node_or_any_node():
-    assert 'node "ner-local" {\n  policy = "write"\n}' in sm.policy_rules("agent", node="ner-local")
-    assert 'node_prefix "" {\n  policy = "write"\n}' in sm.policy_rules("agent", node=None)
-    assert 'service_prefix "" {\n  policy = "read"\n}' in sm.policy_rules("agent", node=None)
+    assert policies.policy_rules("agent", node="ner-local")["node"] == {"ner-local": {"policy": "write"}}
+    assert policies.policy_rules("agent", node=None) == {
+        "node_prefix": {"": {"policy": "write"}}, "service_prefix": {"": {"policy": "read"}}}
 
 
 @pytest.mark.parametrize("role, service, node", [("operator", "ner-worker", None), ("worker", 'x" {', None),
                                                  ("agent", "ner-worker", 'n" } acl = "write')])
 def test_policy_rules_refuse_unknown_roles_and_names_that_would_inject_rules(role, service, node):
     with pytest.raises(ValueError):
-        sm.policy_rules(role, service, node)
+        policies.policy_rules(role, service, node)
 
 
 def test_policy_names_per_role():
-    assert [sm.policy_name(r) for r in ("worker", "gateway", "agent")] == [
+    assert [policies.policy_name(r) for r in ("worker", "gateway", "agent")] == [
         "ner-worker-worker", "ner-worker-gateway", "ner-worker-agent"]
 
 
+def test_operator_tokens_link_global_management_and_the_others_their_policy_by_name():
+    assert policies.policy_link("operator") == {"ID": policies.GLOBAL_MANAGEMENT_POLICY_ID}
+    assert policies.policy_link("worker") == {"Name": "ner-worker-worker"}
+
+
 def test_secret_store_writes_0600_files_in_a_0700_dir_and_replaces_atomically(tmp_path):
-    store = sm.SecretStore(tmp_path / "secrets")
+    store = SecretStore(tmp_path / "secrets")
     path = store.write("worker.token", "s3cr3t")
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o700
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -59,31 +63,31 @@ def test_secret_store_writes_0600_files_in_a_0700_dir_and_replaces_atomically(tm
 
 def test_secret_store_refuses_names_outside_its_directory(tmp_path):
     with pytest.raises(ValueError):
-        sm.SecretStore(tmp_path).write("../escape", "x")
+        SecretStore(tmp_path).write("../escape", "x")
 
 
 def test_all_secrets_unwraps_the_gossip_key(tmp_path):
-    store = sm.SecretStore(tmp_path)
-    store.write(sm.GOSSIP_CONFIG, json.dumps({"encrypt": "a2V5"}))
+    store = SecretStore(tmp_path)
+    store.write(GOSSIP_CONFIG, json.dumps({"encrypt": "a2V5"}))
     store.write("agent.token", "t")
-    assert store.all_secrets() == {"agent.token": "t", sm.GOSSIP_CONFIG: "a2V5"}
+    assert store.all_secrets() == {"agent.token": "t", GOSSIP_CONFIG: "a2V5"}
 
 
 def test_mask_shows_nothing_of_the_secret():
     secret = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
-    assert "0f1e" not in sm.mask(secret) and "e1f0" not in sm.mask(secret)
+    assert "0f1e" not in mask(secret) and "e1f0" not in mask(secret)
 
 
 @pytest.mark.parametrize("secure, rate, burst", [(False, "1000r/s", 2000), (True, "20r/s", 40)])
 def test_rate_limit_defaults_per_mode(secure, rate, burst):
-    assert sm.RateLimit.from_env({}, secure) == sm.RateLimit(rate, burst)
+    assert RateLimit.from_env({}, secure) == RateLimit(rate, burst)
 
 
 def test_rate_limit_overrides_and_off():
-    assert sm.RateLimit.from_env({"NER_GATEWAY_RATE": "600r/m", "NER_GATEWAY_BURST": "5"}, True) == \
-        sm.RateLimit("600r/m", 5)
-    assert sm.RateLimit.from_env({"NER_GATEWAY_RATE": "off"}, True) == sm.RateLimit(None, 0)
-    assert sm.limits_snippet(sm.RateLimit(None, 0), "normal") is None
+    assert RateLimit.from_env({"NER_GATEWAY_RATE": "600r/m", "NER_GATEWAY_BURST": "5"}, True) == \
+        RateLimit("600r/m", 5)
+    assert RateLimit.from_env({"NER_GATEWAY_RATE": "off"}, True) == RateLimit(None, 0)
+    assert limits_snippet(RateLimit(None, 0), "normal") is None
 
 
 @pytest.mark.parametrize("env", [{"NER_GATEWAY_RATE": "20"}, {"NER_GATEWAY_RATE": "20r/s; evil"},
@@ -91,11 +95,11 @@ def test_rate_limit_overrides_and_off():
                                  {"NER_GATEWAY_BURST": "ten"}])
 def test_rate_limit_refuses_values_nginx_would_not_take(env):
     with pytest.raises(ValueError):
-        sm.RateLimit.from_env(env, False)
+        RateLimit.from_env(env, False)
 
 
 def test_limits_snippet_defines_the_zone_on_the_templates_key_and_applies_it():
-    snippet = sm.limits_snippet(sm.RateLimit("20r/s", 40), "secure")
+    snippet = limits_snippet(RateLimit("20r/s", 40), "secure")
     assert "limit_req_zone $ner_rate_key zone=ner_per_client:10m rate=20r/s;" in snippet
     assert "limit_req zone=ner_per_client burst=40 nodelay;" in snippet
 
