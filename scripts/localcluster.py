@@ -400,12 +400,13 @@ class LocalCluster:
             stop_pids(leftovers, timeout=LEFTOVER_STOP_SECONDS)
         self._forget_programs()
         remaining = pids_under(self.config.run_dir / "work")
-        listening = [port for port in ports if port_listened(port)]
-        if remaining or listening:
-            raise RuntimeError("left running: " + "; ".join(
-                [f"pid {pid} ({command_of(pid)})" for pid in remaining]
-                + [f"port {port} ({', '.join(command_of(pid) for pid in listeners(port)) or '?'})"
-                   for port in listening]))
+        held = {port: listeners(port) for port in ports if port_listened(port)}
+        if remaining:
+            raise RuntimeError("left running: " + "; ".join(f"pid {pid} ({command_of(pid)})" for pid in remaining)
+                               + "".join(f"; port {port} listened on" for port in held))
+        for port, holders in held.items():  # nothing of ours runs: whoever listens there, we did not start
+            self.say(f"note: port {port} is in use by {', '.join(command_of(pid) for pid in holders) or 'another user'}"
+                     ", which this cluster did not start")
         self.say("cluster stopped")
 
 
