@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+from worker.backends.base import NerBackend  # noqa: E402  (imports no prometheus_client: the metrics mode is still open)
+
 BODY = '{"text": "张三在北京的清华大学工作。"}'.encode("utf-8")
 
 
-class TinyBackend:
+class TinyBackend(NerBackend):
     """Answers instantly, so the measurement is all framework and metrics."""
 
     name, version = "bench", "0"
@@ -93,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="a RaNER model directory instead of the fake model")
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, str(REPO_ROOT))
     if args.multiprocess:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ner-metrics-bench-")
     else:

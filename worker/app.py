@@ -28,9 +28,8 @@ def create_app(backend: NerBackend, config: WorkerConfig, *, with_metrics: bool 
     metrics can be measured against an otherwise identical app (bench/metrics_overhead.py).
     """
     metrics = Metrics(config.metrics_dir) if with_metrics else None
-    if metrics is not None and hasattr(backend, "set_cache_observer"):
+    if metrics is not None:
         backend.set_cache_observer(metrics.observe_cache)
-    if metrics is not None and hasattr(backend, "set_queue_observer"):
         backend.set_queue_observer(metrics)
     middleware: list[object] = [RequestContextMiddleware(config.instance_id)]
     if metrics is not None:

@@ -155,7 +155,7 @@ class Predictor:
         self._metrics = metrics
         self._refusals = refusals or SustainedRefusals()
         self._slots: SlotQueue | None = None
-        if not getattr(backend, "queues_requests", False):
+        if not backend.queues_requests:
             self._slots = SlotQueue(max_inflight, policy)
             if metrics is not None:
                 self._slots.observer = metrics

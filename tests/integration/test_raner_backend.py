@@ -15,7 +15,8 @@ import pytest
 
 from tests.support.models import make_model_module
 from worker.backends import BackendError, NerBackend, load_backend
-from worker.backends.raner import PROBE_TEXT, RanerBackend
+from worker.backends.base import PROBE_TEXT
+from worker.backends.raner import RanerBackend
 from worker.chunking import split_text
 from worker.entities import ENTITY_TYPES, Entity
 from worker.textnorm import TextNormalizer

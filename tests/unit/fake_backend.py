@@ -9,14 +9,14 @@ from falcon import testing
 
 from tests.support.waiting import wait_for
 from worker.app import create_app
-from worker.backends.base import BackendError
+from worker.backends.base import BackendError, NerBackend
 from worker.config import WorkerConfig
 from worker.entities import Entity
 
 KNOWN = {"北京": "LOC", "张三": "PER", "清华大学": "ORG"}
 
 
-class FakeBackend:
+class FakeBackend(NerBackend):
     """Tags every occurrence of a few fixed words; switches make it fail like a broken model."""
 
     name = "fake"

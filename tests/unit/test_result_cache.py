@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from falcon import testing
 
-from tests.unit.fake_backend import FakeBackend
+from tests.unit.fake_backend import FakeBackend, QueueRecorder
 from worker.app import create_app
 from worker.backends.cache import CachedBackend, LruCache, RedisResults
 from worker.config import WorkerConfig
@@ -29,6 +29,28 @@ def test_repeated_texts_reach_the_model_once_and_get_the_same_answer():
     assert fake.batches == [["张三在北京", "清华大学"], ["北京欢迎你"]]
     assert second[:2] == [first[1], first[0]]
     assert second[2] == [Entity("LOC", 0, 2, "北京")]
+
+
+class QueueingBackend(FakeBackend):
+    """A model with its own admission queue (as the onnx backend's batcher)."""
+
+    queues_requests = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue_observer: object = None
+
+    def set_queue_observer(self, observer) -> None:
+        self.queue_observer = observer
+
+
+def test_the_wrapped_backends_own_queue_still_admits_and_reports_through_the_cache():
+    inner = QueueingBackend()
+    cached = CachedBackend(inner, size=10)
+    recorder = QueueRecorder()
+    cached.set_queue_observer(recorder)
+    assert cached.queues_requests is True and inner.queue_observer is recorder
+    assert CachedBackend(FakeBackend(), size=10).queues_requests is False
 
 
 def test_hits_and_misses_are_counted_per_layer():

@@ -15,15 +15,14 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any
 
-from worker.backends.base import NerBackend
+from worker.admission import QueueObserver
+from worker.backends.base import CacheObserver, NerBackend
 from worker.entities import Entity
 
 logger = logging.getLogger(__name__)
 
-# (layer, result, count): layer "memory" or "redis", result "hit" or "miss".
-Observer = Callable[[str, str, int], None]
 MAX_CACHED_CHARS = 4096  # longer texts are rarely repeated and would crowd the memory cache
 REDIS_BACKOFF_SECONDS = 5.0
 
@@ -122,7 +121,7 @@ def _decode(value: bytes | None, text: str) -> list[Entity] | None:
     return entities
 
 
-class CachedBackend:
+class CachedBackend(NerBackend):
     """A NerBackend that asks the memory cache, then Redis, then the wrapped backend."""
 
     def __init__(self, inner: NerBackend, size: int, redis: RedisResults | None = None) -> None:
@@ -131,9 +130,17 @@ class CachedBackend:
         self.version = inner.version
         self._memory = LruCache(size)
         self._redis = redis
-        self._observe: Observer = _no_observer
+        self._observe: CacheObserver = _no_observer
 
-    def set_cache_observer(self, observe: Observer) -> None:
+    @property
+    def queues_requests(self) -> bool:
+        """The wrapped backend's queue, if it has one, admits what the caches do not answer."""
+        return self.inner.queues_requests
+
+    def set_queue_observer(self, observer: QueueObserver) -> None:
+        self.inner.set_queue_observer(observer)
+
+    def set_cache_observer(self, observe: CacheObserver) -> None:
         """Where hit and miss counts go (the metrics)."""
         self._observe = observe
 

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from worker.admission import AdmissionPolicy, QueueObserver
-from worker.backends.base import BackendError
+from worker.backends.base import PROBE_TEXT, BackendError, NerBackend
 from worker.backends.batcher import MicroBatcher
 from worker.backends.modeldir import local_model_dir
 from worker.backends.onnx_export import Artifacts, ensure_artifacts
@@ -30,7 +30,6 @@ from worker.modelinfo import WEIGHTS_FILE, weights_version
 
 logger = logging.getLogger(__name__)
 
-PROBE_TEXT = "新华社北京电，国务院总理李强在人民大会堂会见了联合国秘书长。"
 MAX_FORWARD_BATCH = 32  # sequences per forward pass: bounds padding memory for large requests
 PROBE_TIMEOUT = 10.0
 PROBE_RECENT_SECONDS = 1.0  # a batch that succeeded this recently answers the health probe
@@ -124,7 +123,7 @@ def length_buckets(lengths: Sequence[int], max_batch: int) -> list[list[int]]:
     return buckets
 
 
-class FastBackend:
+class FastBackend(NerBackend):
     """NerBackend over an exported model: tags equal to the reference pipeline's, far faster."""
 
     def __init__(

@@ -15,24 +15,22 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from worker.backends.base import BackendError
+from worker.backends.base import PROBE_TEXT, BackendError, NerBackend
 from worker.backends.modeldir import local_model_dir
 from worker.backends.spans import TYPE_ALIASES, assemble, canonical_type, plan_chunks, raw_offsets
 from worker.entities import Entity
 from worker.modelinfo import WEIGHTS_FILE, weights_version
 from worker.textnorm import TextNormalizer
 
-__all__ = ["PROBE_TEXT", "TYPE_ALIASES", "RanerBackend", "canonical_type"]
+__all__ = ["TYPE_ALIASES", "RanerBackend", "canonical_type"]
 
 logger = logging.getLogger(__name__)
 
 # A pipeline maps one text to {"output": [{"type", "start", "end", "span", ...}, ...]}.
 Pipeline = Callable[..., Any]
 
-PROBE_TEXT = "新华社北京电，国务院总理李强在人民大会堂会见了联合国秘书长。"
 
-
-class RanerBackend:
+class RanerBackend(NerBackend):
     """NerBackend over a ModelScope NER pipeline (real, or any callable of the same shape)."""
 
     def __init__(
