@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -24,6 +24,8 @@ from typing import Callable, Iterator
 
 import pytest
 import requests
+from upstream_renderer.dependency import aggregate_status
+from upstream_renderer.nginx import fill_nginx_conf
 
 from tests.support.consul import ConsulAgent, start_consul
 from tests.support.processes import REPO_ROOT, ManagedProcess, free_port, wait_until
@@ -33,9 +35,6 @@ NGINX_BIN = shutil.which("nginx") or "/usr/sbin/nginx"
 PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
 
 log = logging.getLogger(__name__)
-
-sys.path.insert(0, str(NGINX_TEMPLATE_DIR))
-import render_upstream  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not Path(NGINX_BIN).exists(), reason="nginx is not installed")
 
@@ -180,10 +179,11 @@ def nginx_args(prefix: Path) -> list[str]:
 
 
 RECOVERY_GRACE = 3.0  # shorter than the 15 s default, so the tests can see it end
+RENDERER_ENV = {**os.environ, "PYTHONPATH": str(NGINX_TEMPLATE_DIR)}  # where upstream_renderer is
 
 
 def renderer_argv(consul: ConsulAgent, prefix: Path, service: str, template: Path) -> list[str]:
-    return [PYTHON, str(NGINX_TEMPLATE_DIR / "render_upstream.py"), "--consul", consul.http_addr,
+    return [PYTHON, "-m", "upstream_renderer", "--consul", consul.http_addr,
             "--template", str(template), "--out", str(prefix / "upstream.conf"), "--service", service,
             "--nginx-bin", NGINX_BIN, "--log-level", "DEBUG", "--nginx-prefix", str(prefix), "--nginx-conf", str(prefix / "nginx.conf"),
             "--recovery-grace", str(RECOVERY_GRACE)]
@@ -193,13 +193,13 @@ def start_gateway(consul: ConsulAgent, prefix: Path, template: Path, extra_args:
     """Render once, start nginx, then start the renderer loop: the local-mode start order."""
     service = f"ner-test-{uuid.uuid4().hex[:8]}"
     port = free_port()
-    (prefix / "nginx.conf").write_text(render_upstream.fill_nginx_conf(
+    (prefix / "nginx.conf").write_text(fill_nginx_conf(
         (NGINX_TEMPLATE_DIR / "nginx.conf.tmpl").read_text(), prefix=str(prefix),
         upstream_conf=str(prefix / "upstream.conf"), listen=f"127.0.0.1:{port}"))
     argv = renderer_argv(consul, prefix, service, template) + list(extra_args)
-    subprocess.run(argv + ["--once", "--no-reload"], check=True, capture_output=True, timeout=30)
+    subprocess.run(argv + ["--once", "--no-reload"], check=True, capture_output=True, timeout=30, env=RENDERER_ENV)
     nginx = ManagedProcess("nginx", [NGINX_BIN, *nginx_args(prefix)], prefix / "nginx.out").start()
-    renderer = ManagedProcess("renderer", argv, prefix / "renderer.log").start()
+    renderer = ManagedProcess("renderer", argv, prefix / "renderer.log", env=RENDERER_ENV).start()
     gateway = Gateway(service, prefix, port, nginx, renderer)
     wait_until(lambda: requests.get(gateway.url + "/gateway/health", timeout=1).ok, 10,
                describe="nginx up", on_timeout=gateway.diagnostics)
@@ -419,7 +419,7 @@ def consul_status(consul: ConsulAgent, service: str, backend: Backend) -> str:
     """The aggregated status Consul gives the backend's instance ("" when it is not listed)."""
     for entry in consul.get(f"/v1/health/service/{service}").json():
         if entry["Service"]["ID"] == backend.name:
-            return render_upstream.aggregate_status(entry["Checks"])
+            return aggregate_status(entry["Checks"])
     return ""
 
 

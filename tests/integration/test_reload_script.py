@@ -3,17 +3,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
+from upstream_renderer.nginx import fill_nginx_conf
 
 from tests.integration.conftest import world_readable_dir
 from tests.support.processes import REPO_ROOT, ManagedProcess, free_port, wait_until
-
-sys.path.insert(0, str(REPO_ROOT / "nginx-template"))
-import render_upstream  # noqa: E402
 
 SCRIPT = REPO_ROOT / "nginx-template" / "reload-nginx.sh"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -26,9 +23,8 @@ def running_nginx():
     port = free_port()
     conf = prefix / "nginx.conf"
     upstream = prefix / "upstream.conf"
-    conf.write_text(render_upstream.fill_nginx_conf((REPO_ROOT / "nginx-template" / "nginx.conf.tmpl").read_text(),
-                                                    prefix=str(prefix), upstream_conf=str(upstream),
-                                                    listen=f"127.0.0.1:{port}"))
+    conf.write_text(fill_nginx_conf((REPO_ROOT / "nginx-template" / "nginx.conf.tmpl").read_text(),
+                                    prefix=str(prefix), upstream_conf=str(upstream), listen=f"127.0.0.1:{port}"))
     upstream.write_text(GOOD)
     nginx = ManagedProcess("nginx", [NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
                            prefix / "nginx.out").start()

@@ -1,98 +1,26 @@
 """Reload hold-down: weight-only changes reach nginx at most once per interval, joins and leaves at once.
 
-The renderer's loop runs here against a scripted Consul on a fake clock: a blocking query
-advances the clock to the next change or to the end of its wait, so minutes of flapping
-take milliseconds and no test sleeps.
+The renderer's loop runs here against a scripted Consul on a fake clock (tests/unit/scripted_consul.py):
+minutes of flapping take milliseconds and no test sleeps.
 """
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-import pytest
+from upstream_renderer.cli import build_parser
+from upstream_renderer.holddown import HOLD_DOWN_ENV, HoldDown, upstream_members
 
-NGINX_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "nginx-template"
-sys.path.insert(0, str(NGINX_TEMPLATE_DIR))
+from tests.unit import scripted_consul
+from tests.unit.fake_clock import FakeClock
+from tests.unit.scripted_consul import FakeNginx, Timeline, upstream
 
-import render_upstream as ru  # noqa: E402
-
-TEMPLATE = ru.Template.parse((NGINX_TEMPLATE_DIR / "upstream.ctmpl").read_text())
 HOLD_DOWN = 15.0
-WAIT = (0.2, 2.0)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def entry(port: int, status: str = "passing") -> dict:
-    """A /v1/health/service element for a worker on 127.0.0.1:port."""
-    return {"Node": {"Node": "n1", "Address": "127.0.0.1"},
-            "Service": {"ID": f"w{port}", "Service": "ner-worker", "Address": "127.0.0.1", "Port": port},
-            "Checks": [{"CheckID": "serfHealth", "Status": "passing"},
-                       {"CheckID": f"service:w{port}", "Status": status}]}
-
-
-def upstream(**statuses: str) -> str:
-    """The rendered upstream for workers named p<port>=status."""
-    return ru.render_parsed(TEMPLATE, [ru.Instance.from_health_entry(entry(int(name[1:]), status))
-                                       for name, status in statuses.items()])
-
-
-class ScriptedConsul:
-    """Consul states switching at given times; a blocking query returns at the next switch or its wait."""
-
-    def __init__(self, clock: FakeClock, timeline: list[tuple[float, dict[str, str]]], end: float) -> None:
-        self.clock, self.timeline, self.end = clock, timeline, end
-
-    def _state(self, index: int) -> list[dict]:
-        return [entry(int(name[1:]), status) for name, status in self.timeline[index - 1][1].items()]
-
-    def health_service(self, name: str, index: int, wait: float) -> tuple[list[dict], int]:
-        current = sum(1 for at, _ in self.timeline if at <= self.clock.now)
-        if index == 0 or current > index:
-            return self._state(current), current
-        wake = self.clock.now + wait
-        if current < len(self.timeline) and self.timeline[current][0] <= wake:
-            self.clock.now = self.timeline[current][0]
-            return self._state(current + 1), current + 1
-        if wake > self.end:
-            raise ru.Shutdown()
-        self.clock.now = wake
-        return self._state(current), current
-
-
-class FakeNginx:
-    """Passes every config test; records when each reload happened and what it loaded."""
-
-    def __init__(self, clock: FakeClock, out: Path) -> None:
-        self.clock, self.out = clock, out
-        self.reloads: list[tuple[float, str]] = []
-
-    def check(self) -> tuple[bool, str]:
-        return True, ""
-
-    def reload(self) -> tuple[bool, str]:
-        self.reloads.append((self.clock.now, self.out.read_text()))
-        return True, ""
-
-
-def run(tmp_path: Path, timeline: list[tuple[float, dict[str, str]]], end: float,
-        hold_down: float = HOLD_DOWN) -> FakeNginx:
-    """The renderer's loop over the whole timeline; nginx's reloads."""
-    clock = FakeClock()
-    out = tmp_path / "upstream.conf"
-    nginx = FakeNginx(clock, out)
-    renderer = ru.Renderer(TEMPLATE, "ner-worker", ScriptedConsul(clock, timeline, end), out, nginx, WAIT,
-                           hold_down=hold_down, clock=clock)
-    with pytest.raises(ru.Shutdown):
-        renderer.run_forever()
-    return nginx
+def run(tmp_path: Path, timeline: Timeline, end: float, hold_down: float = HOLD_DOWN) -> FakeNginx:
+    """The loop over the timeline with a 15 s hold-down unless told otherwise; nginx's reloads."""
+    return scripted_consul.run(tmp_path, timeline, end, hold_down)
 
 
 def flapping(until: float, period: float = 2.0) -> list[tuple[float, dict[str, str]]]:
@@ -109,17 +37,17 @@ def flapping(until: float, period: float = 2.0) -> list[tuple[float, dict[str, s
 
 
 def test_members_are_the_server_addresses_whatever_their_weights_and_comments():
-    assert ru.upstream_members(upstream(p1="passing", p2="warning")) == ("127.0.0.1:1", "127.0.0.1:2")
-    assert ru.upstream_members(upstream(p1="passing")) != ru.upstream_members(upstream(p1="passing", p2="passing"))
+    assert upstream_members(upstream(p1="passing", p2="warning")) == ("127.0.0.1:1", "127.0.0.1:2")
+    assert upstream_members(upstream(p1="passing")) != upstream_members(upstream(p1="passing", p2="passing"))
 
 
 def test_the_empty_upstream_placeholder_is_a_member_of_its_own():
-    assert ru.upstream_members(upstream()) == ("127.0.0.1:1",)
+    assert upstream_members(upstream()) == ("127.0.0.1:1",)
 
 
 def test_a_weight_change_right_after_a_weight_reload_is_held_until_the_interval_has_passed():
     clock = FakeClock()
-    gate = ru.HoldDown(HOLD_DOWN, clock)
+    gate = HoldDown(HOLD_DOWN, clock)
     gate.applied(gate.decide(upstream(p1="passing"), upstream(p1="warning")))
     clock.now = 4.0
     decision = gate.decide(upstream(p1="warning"), upstream(p1="passing"))
@@ -128,7 +56,7 @@ def test_a_weight_change_right_after_a_weight_reload_is_held_until_the_interval_
 
 def test_a_weight_change_once_the_interval_has_passed_is_applied():
     clock = FakeClock()
-    gate = ru.HoldDown(HOLD_DOWN, clock)
+    gate = HoldDown(HOLD_DOWN, clock)
     gate.applied(gate.decide(upstream(p1="passing"), upstream(p1="warning")))
     clock.now = HOLD_DOWN
     assert gate.decide(upstream(p1="warning"), upstream(p1="passing")).apply
@@ -136,7 +64,7 @@ def test_a_weight_change_once_the_interval_has_passed_is_applied():
 
 def test_a_membership_change_is_applied_even_right_after_a_weight_reload():
     clock = FakeClock()
-    gate = ru.HoldDown(HOLD_DOWN, clock)
+    gate = HoldDown(HOLD_DOWN, clock)
     gate.applied(gate.decide(upstream(p1="passing"), upstream(p1="warning")))
     clock.now = 0.1
     decision = gate.decide(upstream(p1="warning"), upstream(p1="warning", p2="passing"))
@@ -145,7 +73,7 @@ def test_a_membership_change_is_applied_even_right_after_a_weight_reload():
 
 def test_a_membership_reload_does_not_start_the_interval():
     clock = FakeClock()
-    gate = ru.HoldDown(HOLD_DOWN, clock)
+    gate = HoldDown(HOLD_DOWN, clock)
     gate.applied(gate.decide(upstream(p1="passing"), upstream(p1="passing", p2="passing")))
     clock.now = 0.1
     assert gate.decide(upstream(p1="passing", p2="passing"), upstream(p1="warning", p2="passing")).apply
@@ -153,9 +81,52 @@ def test_a_membership_reload_does_not_start_the_interval():
 
 def test_hold_down_zero_applies_every_weight_change():
     clock = FakeClock()
-    gate = ru.HoldDown(0, clock)
+    gate = HoldDown(0, clock)
     gate.applied(gate.decide(upstream(p1="passing"), upstream(p1="warning")))
     assert gate.decide(upstream(p1="warning"), upstream(p1="passing")).apply
+
+
+# --------------------------------------------------------------------------- the held change
+
+
+def held_gate(clock: FakeClock) -> HoldDown:
+    """A hold-down that has just reloaded weights, so the next weight change is held."""
+    gate = HoldDown(HOLD_DOWN, clock)
+    gate.applied(gate.decide(upstream(p1="passing"), upstream(p1="warning")))
+    return gate
+
+
+def test_a_held_change_waits_until_its_due_time():
+    clock = FakeClock()
+    gate = held_gate(clock)
+    clock.now = 4.0
+    gate.hold(upstream(p1="passing"), 1, gate.decide(upstream(p1="warning"), upstream(p1="passing")), 1)
+    assert gate.holds(upstream(p1="passing")) and gate.due_at() == HOLD_DOWN
+
+
+def test_a_newer_held_change_keeps_the_time_the_first_one_was_held_from():
+    clock = FakeClock()
+    gate = held_gate(clock)
+    live = upstream(p1="warning", p2="passing")
+    clock.now = 1.0
+    gate.hold(upstream(p1="passing", p2="passing"), 2, gate.decide(live, upstream(p1="passing", p2="passing")), 2)
+    clock.now = 3.0
+    gate.hold(upstream(p1="passing", p2="warning"), 2, gate.decide(live, upstream(p1="passing", p2="warning")), 2)
+    clock.now = 5.0
+    assert gate.release() == 4000.0
+    assert gate.due_at() is None
+
+
+def test_releasing_with_nothing_held_reports_no_hold_time():
+    assert HoldDown(HOLD_DOWN, FakeClock()).release() is None
+
+
+def test_a_withdrawn_change_is_no_longer_held():
+    clock = FakeClock()
+    gate = held_gate(clock)
+    gate.hold(upstream(p1="passing"), 1, gate.decide(upstream(p1="warning"), upstream(p1="passing")), 1)
+    gate.withdraw()
+    assert not gate.holds(upstream(p1="passing")) and gate.due_at() is None
 
 
 # --------------------------------------------------------------------------- the loop
@@ -224,10 +195,10 @@ def test_every_decision_is_one_log_line_saying_held_or_reloaded_and_why(tmp_path
 
 
 def test_the_hold_down_defaults_to_15_seconds(monkeypatch):
-    monkeypatch.delenv(ru.HOLD_DOWN_ENV, raising=False)
-    assert ru.build_parser().parse_args(["--out", "x"]).hold_down == 15.0
+    monkeypatch.delenv(HOLD_DOWN_ENV, raising=False)
+    assert build_parser().parse_args(["--out", "x"]).hold_down == 15.0
 
 
 def test_the_hold_down_default_comes_from_the_environment(monkeypatch):
-    monkeypatch.setenv(ru.HOLD_DOWN_ENV, "0")
-    assert ru.build_parser().parse_args(["--out", "x"]).hold_down == 0.0
+    monkeypatch.setenv(HOLD_DOWN_ENV, "0")
+    assert build_parser().parse_args(["--out", "x"]).hold_down == 0.0

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import http.server
 import json
-import sys
 import threading
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from upstream_renderer.nginx import NginxControl
+from upstream_renderer.runner import Runner
+from upstream_renderer.template import Template
+from upstream_renderer.watch import Consul, ConsulUnavailable, View, next_index, parse_wait
 
 NGINX_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "nginx-template"
-sys.path.insert(0, str(NGINX_TEMPLATE_DIR))
-
-import render_upstream as ru  # noqa: E402
 
 
 class FakeAgent:
@@ -60,7 +60,7 @@ def agent() -> Iterator[FakeAgent]:
 
 
 def test_long_polls_are_stale_reads_any_server_may_answer(agent):
-    entries, index = ru.Consul(agent.address).health_service("ner-worker", 5, 0.1)
+    entries, index = Consul(agent.address).health_service("ner-worker", 5, 0.1)
 
     assert entries == [{"answered_by": "follower"}] and index == 7
     assert len(agent.queries) == 1
@@ -70,67 +70,91 @@ def test_long_polls_are_stale_reads_any_server_may_answer(agent):
 def test_an_answer_from_a_server_out_of_touch_with_the_leader_is_read_again_from_the_leader(agent):
     agent.last_contact_ms = 2500
 
-    entries, index = ru.Consul(agent.address, max_stale=2.0).health_service("ner-worker", 5, 0.1)
+    entries, index = Consul(agent.address, max_stale=2.0).health_service("ner-worker", 5, 0.1)
 
     assert entries == [{"answered_by": "leader"}] and index == 8
     assert len(agent.queries) == 2 and "stale" not in agent.queries[1]
 
 
 def test_max_stale_zero_asks_the_leader_only(agent):
-    ru.Consul(agent.address, max_stale=0).health_service("ner-worker", 5, 0.1)
+    Consul(agent.address, max_stale=0).health_service("ner-worker", 5, 0.1)
 
     assert len(agent.queries) == 1 and "stale" not in agent.queries[0]
 
 
 def test_an_http_error_means_the_agent_answered(agent):
     agent.status = 500
-    with pytest.raises(ru.ConsulUnavailable) as failure:
-        ru.Consul(agent.address).health_service("ner-worker", 0, 0)
+    with pytest.raises(ConsulUnavailable) as failure:
+        Consul(agent.address).health_service("ner-worker", 0, 0)
     assert failure.value.reached
 
 
 def test_a_refused_connection_means_the_agent_was_not_reached():
-    with pytest.raises(ru.ConsulUnavailable) as failure:
-        ru.Consul("127.0.0.1:1").health_service("ner-worker", 0, 0)
+    with pytest.raises(ConsulUnavailable) as failure:
+        Consul("127.0.0.1:1").health_service("ner-worker", 0, 0)
     assert not failure.value.reached
 
 
-def renderer(tmp_path: Path) -> ru.Renderer:
-    nginx = ru.NginxControl(check_cmd=None, reload_cmd=None)
-    template = ru.Template.parse((NGINX_TEMPLATE_DIR / "upstream.ctmpl").read_text())
-    return ru.Renderer(template, "ner-worker", ru.Consul("127.0.0.1:1"), tmp_path / "upstream.conf",
-                       nginx, (0.2, 2.0))
+class ListedAt:
+    """A Consul whose answers carry the given indexes, one per query."""
+
+    def __init__(self, *indexes: int) -> None:
+        self.indexes = list(indexes)
+        self.asked: list[int] = []
+
+    def health_service(self, name: str, index: int, wait: float) -> tuple[list[dict], int]:
+        self.asked.append(index)
+        return [], self.indexes.pop(0)
+
+
+def test_the_next_query_waits_from_the_index_of_the_last_answer():
+    consul = ListedAt(5, 9)
+    view = View(consul, "ner-worker")
+    view.fetch(0)
+    assert view.fetch(1).moved
+    assert consul.asked == [0, 5]
+
+
+def test_an_index_that_goes_backwards_is_a_reset_and_the_next_query_reads_afresh():
+    consul = ListedAt(50, 7, 8)
+    view = View(consul, "ner-worker")
+    view.fetch(0)
+    assert view.fetch(1).reset
+    view.fetch(1)
+    assert consul.asked == [0, 50, 0]
+
+
+def test_consul_index_resets_when_it_goes_backwards_and_never_blocks_on_zero():
+    assert next_index(sent=50, received=7) == 0
+    assert next_index(sent=0, received=0) == 1
+    assert next_index(sent=5, received=9) == 9
+
+
+@pytest.mark.parametrize("value, expected", [("0.2s:2s", (0.2, 2.0)), ("200ms:1s", (0.2, 1.0)), ("1:3", (1.0, 3.0))])
+def test_wait_parses_like_consul_template(value, expected):
+    assert parse_wait(value) == pytest.approx(expected)
+
+
+def runner(tmp_path: Path) -> Runner:
+    nginx = NginxControl(check_cmd=None, reload_cmd=None)
+    template = Template.parse((NGINX_TEMPLATE_DIR / "upstream.ctmpl").read_text())
+    return Runner(template, "ner-worker", Consul("127.0.0.1:1"), tmp_path / "upstream.conf", nginx, (0.2, 2.0))
 
 
 def test_an_unreachable_agent_starts_the_recovery_grace(tmp_path):
-    watching = renderer(tmp_path)
-    watching.note_outage(ru.ConsulUnavailable("refused", reached=False), 0.5)
-    assert watching.recovering()
+    watching = runner(tmp_path)
+    watching.note_outage(ConsulUnavailable("refused", reached=False), 0.5)
+    assert watching.recovery.active()
 
 
 def test_an_agent_that_answered_with_an_error_keeps_its_catalog_authoritative(tmp_path):
-    watching = renderer(tmp_path)
-    watching.note_outage(ru.ConsulUnavailable("500 no cluster leader", reached=True), 0.5)
-    assert not watching.recovering()
-    assert watching.index == 0
+    watching = runner(tmp_path)
+    watching.note_outage(ConsulUnavailable("500 no cluster leader", reached=True), 0.5)
+    assert not watching.recovery.active()
 
 
-def instance(service_id: str, port: int, status: str = "passing") -> ru.Instance:
-    return ru.Instance(node="n1", id=service_id, name="ner-worker", address="127.0.0.1", port=port, status=status)
-
-
-def test_during_recovery_an_instance_consul_does_not_list_yet_stays_in_the_upstream(tmp_path):
-    watching = renderer(tmp_path)
-    watching.applied = [instance("a", 8101), instance("b", 8103)]
-    watching.start_recovery("consul lost its state")
-    kept = watching.keep_during_recovery([instance("b", 8103)])
-    assert {i.id for i in kept} == {"a", "b"}
-
-
-def test_during_recovery_an_address_registered_by_a_new_instance_drops_the_old_one(tmp_path):
-    watching = renderer(tmp_path)
-    watching.applied = [instance("old", 8101), instance("b", 8103)]
-    watching.start_recovery("consul lost its state")
-    # The worker restarted on the same port: a new ID, critical until its model has loaded.
-    kept = watching.keep_during_recovery([instance("new", 8101, "critical"), instance("b", 8103)])
-    assert {i.id: i.status for i in kept} == {"new": "critical", "b": "passing"}
+def test_after_an_outage_the_next_query_reads_afresh(tmp_path):
+    watching = runner(tmp_path)
+    watching.view.index = 42
+    watching.note_outage(ConsulUnavailable("500 no cluster leader", reached=True), 0.5)
+    assert watching.view.index == 0

@@ -5,22 +5,23 @@ import itertools
 import random
 import re
 import string
-import sys
 from pathlib import Path
 
 import pytest
+from upstream_renderer.dependency import Instance, ServiceQuery, aggregate_status
+from upstream_renderer.nginx import NginxControl, fill_nginx_conf
+from upstream_renderer.runner import Runner
+from upstream_renderer.template import Template, TemplateError, render
+from upstream_renderer.watch import Consul
 
 NGINX_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "nginx-template"
-sys.path.insert(0, str(NGINX_TEMPLATE_DIR))
-
-import render_upstream as ru  # noqa: E402
 
 UPSTREAM_TEMPLATE = (NGINX_TEMPLATE_DIR / "upstream.ctmpl").read_text()
 
 
 def instance(node: str = "n1", id: str = "w1", status: str = "passing", address: str = "10.0.0.1",
-             port: int = 8000, name: str = "ner-worker") -> ru.Instance:
-    return ru.Instance(node=node, id=id, name=name, address=address, port=port, status=status)
+             port: int = 8000, name: str = "ner-worker") -> Instance:
+    return Instance(node=node, id=id, name=name, address=address, port=port, status=status)
 
 
 def entry(node: str, id: str, port: int, checks: list[tuple[str, str]], address: str = "10.0.0.9",
@@ -42,45 +43,45 @@ def server_lines(text: str) -> list[str]:
 
 def test_range_renders_body_once_per_instance_with_fields():
     text = '{{ range service "ner-worker" }}[{{ .ID }} {{ .Address }}:{{ .Port }} {{ .Node }}]{{ end }}'
-    out = ru.render(text, [instance(id="a", port=1), instance(id="b", port=2)])
+    out = render(text, [instance(id="a", port=1), instance(id="b", port=2)])
     assert out == "[a 10.0.0.1:1 n1][b 10.0.0.1:2 n1]"
 
 
 def test_range_else_branch_renders_when_no_instance_matches():
     text = '{{ range service "ner-worker" }}x{{ else }}none{{ end }}'
-    assert ru.render(text, []) == "none"
-    assert ru.render(text, [instance(status="critical")]) == "none"
+    assert render(text, []) == "none"
+    assert render(text, [instance(status="critical")]) == "none"
 
 
 def test_if_eq_chooses_branch_by_status():
     text = '{{ range service "ner-worker|passing,warning" }}{{ if eq .Status "warning" }}W{{ else }}P{{ end }}{{ end }}'
-    out = ru.render(text, [instance(id="a"), instance(id="b", status="warning")])
+    out = render(text, [instance(id="a"), instance(id="b", status="warning")])
     assert out == "PW"
 
 
 def test_if_without_else_renders_nothing_when_false():
     text = '{{ range service "ner-worker" }}{{ if eq .ID "zzz" }}hit{{ end }}.{{ end }}'
-    assert ru.render(text, [instance()]) == "."
+    assert render(text, [instance()]) == "."
 
 
 def test_trim_markers_remove_surrounding_whitespace_and_newlines():
     text = 'a  \n\t{{- range service "ner-worker" }} \n x {{ end -}}  \n b'
-    assert ru.render(text, [instance()]) == "a \n x b"
+    assert render(text, [instance()]) == "a \n x b"
 
 
 def test_dash_without_space_is_not_a_trim_marker():
-    with pytest.raises(ru.TemplateError):
-        ru.render("a {{-3}}", [])
+    with pytest.raises(TemplateError):
+        render("a {{-3}}", [])
 
 
 def test_comments_render_nothing_and_may_trim():
     text = "a\n{{/* one\nline two */}}\nb\n{{- /* trimmed */ -}}\nc"
-    assert ru.render(text, []) == "a\n\nbc"
+    assert render(text, []) == "a\n\nbc"
 
 
 def test_comment_with_space_before_it_is_rejected_like_go():
-    with pytest.raises(ru.TemplateError):
-        ru.render("{{ /* not a comment */ }}", [])
+    with pytest.raises(TemplateError):
+        render("{{ /* not a comment */ }}", [])
 
 
 @pytest.mark.parametrize("source", [
@@ -100,27 +101,27 @@ def test_comment_with_space_before_it_is_rejected_like_go():
     "{{ key \"x\" }}",
 ])
 def test_unsupported_or_malformed_syntax_raises_a_clear_error(source):
-    with pytest.raises(ru.TemplateError):
-        ru.render(source, [instance()])
+    with pytest.raises(TemplateError):
+        render(source, [instance()])
 
 
 def test_error_message_names_the_line():
-    with pytest.raises(ru.TemplateError, match="line 3"):
-        ru.render("a\nb\n{{ with service \"x\" }}{{ end }}", [])
+    with pytest.raises(TemplateError, match="line 3"):
+        render("a\nb\n{{ with service \"x\" }}{{ end }}", [])
 
 
 def test_eq_on_different_types_is_an_error_like_go():
-    with pytest.raises(ru.TemplateError, match="incompatible"):
-        ru.render('{{ range service "ner-worker" }}{{ if eq .Port "8000" }}{{ end }}{{ end }}', [instance()])
+    with pytest.raises(TemplateError, match="incompatible"):
+        render('{{ range service "ner-worker" }}{{ if eq .Port "8000" }}{{ end }}{{ end }}', [instance()])
 
 
 def test_field_outside_range_is_an_error():
-    with pytest.raises(ru.TemplateError, match="outside range"):
-        ru.render("{{ .Address }}", [])
+    with pytest.raises(TemplateError, match="outside range"):
+        render("{{ .Address }}", [])
 
 
 def test_template_service_name_comes_from_the_service_call():
-    assert ru.Template.parse(UPSTREAM_TEMPLATE).service_name() == "ner-worker"
+    assert Template.parse(UPSTREAM_TEMPLATE).service_name() == "ner-worker"
 
 
 # --------------------------------------------------------------------------- consul-template semantics
@@ -128,20 +129,20 @@ def test_template_service_name_comes_from_the_service_call():
 
 def test_service_without_filter_returns_passing_only():
     text = '{{ range service "ner-worker" }}{{ .ID }} {{ end }}'
-    out = ru.render(text, [instance(id="p"), instance(id="w", status="warning"), instance(id="c", status="critical")])
+    out = render(text, [instance(id="p"), instance(id="w", status="warning"), instance(id="c", status="critical")])
     assert out == "p "
 
 
 def test_passing_warning_filter_includes_warning_but_not_critical_or_maintenance():
     text = '{{ range service "ner-worker|passing,warning" }}{{ .ID }} {{ end }}'
-    out = ru.render(text, [instance(id="p"), instance(id="w", status="warning"),
+    out = render(text, [instance(id="p"), instance(id="w", status="warning"),
                            instance(id="c", status="critical"), instance(id="m", status="maintenance")])
     assert out == "p w "
 
 
 def test_any_filter_returns_every_status():
     text = '{{ range service "ner-worker|any" }}{{ .ID }} {{ end }}'
-    out = ru.render(text, [instance(id="a"), instance(id="b", status="critical")])
+    out = render(text, [instance(id="a"), instance(id="b", status="critical")])
     assert out == "a b "
 
 
@@ -156,45 +157,45 @@ def test_any_filter_returns_every_status():
     ([("service:w1", "bogus")], ""),
 ])
 def test_status_aggregates_all_checks_worst_first(checks, expected):
-    assert ru.aggregate_status([{"CheckID": c, "Status": s} for c, s in checks]) == expected
+    assert aggregate_status([{"CheckID": c, "Status": s} for c, s in checks]) == expected
 
 
 def test_instance_address_falls_back_to_node_address():
-    assert ru.Instance.from_health_entry(entry("n1", "w", 1, [], address="")).address == "10.0.0.1"
-    assert ru.Instance.from_health_entry(entry("n1", "w", 1, [], address="10.0.0.9")).address == "10.0.0.9"
+    assert Instance.from_health_entry(entry("n1", "w", 1, [], address="")).address == "10.0.0.1"
+    assert Instance.from_health_entry(entry("n1", "w", 1, [], address="10.0.0.9")).address == "10.0.0.9"
 
 
 def test_instances_are_ordered_by_node_then_service_id():
     shuffled = [instance(node="b", id="1"), instance(node="a", id="2"), instance(node="a", id="10"),
                 instance(node="c", id="0")]
-    query = ru.ServiceQuery.parse("ner-worker", 1)
+    query = ServiceQuery.parse("ner-worker")
     assert [(i.node, i.id) for i in query.select(shuffled)] == [("a", "10"), ("a", "2"), ("b", "1"), ("c", "0")]
 
 
 def test_service_override_selects_another_service_name():
     text = '{{ range service "ner-worker" }}{{ .ID }}{{ end }}'
-    assert ru.render(text, [instance(id="x", name="other")], service="other") == "x"
-    assert ru.render(text, [instance(id="x", name="other")]) == ""
+    assert render(text, [instance(id="x", name="other")], service="other") == "x"
+    assert render(text, [instance(id="x", name="other")]) == ""
 
 
 # --------------------------------------------------------------------------- the real upstream template
 
 
 def test_upstream_gives_warning_instances_a_lower_weight():
-    lines = server_lines(ru.render(UPSTREAM_TEMPLATE, [instance(id="p", port=1), instance(id="w", port=2, status="warning")]))
+    lines = server_lines(render(UPSTREAM_TEMPLATE, [instance(id="p", port=1), instance(id="w", port=2, status="warning")]))
     assert lines[0].startswith("server 10.0.0.1:1 weight=10 ")
     assert lines[1].startswith("server 10.0.0.1:2 weight=1 ")
 
 
 def test_upstream_excludes_critical_and_maintenance_instances():
-    lines = server_lines(ru.render(UPSTREAM_TEMPLATE, [instance(id="c", status="critical"),
+    lines = server_lines(render(UPSTREAM_TEMPLATE, [instance(id="c", status="critical"),
                                                        instance(id="m", status="maintenance"),
                                                        instance(id="p", port=3)]))
     assert len(lines) == 1 and "10.0.0.1:3" in lines[0]
 
 
 def test_empty_set_renders_an_upstream_that_is_never_empty():
-    out = ru.render(UPSTREAM_TEMPLATE, [])
+    out = render(UPSTREAM_TEMPLATE, [])
     assert server_lines(out) == ["server 127.0.0.1:1 down;"]
     assert re.search(r"upstream ner_workers \{.*least_conn;.*keepalive 32;.*\}", out, re.S)
 
@@ -202,7 +203,7 @@ def test_empty_set_renders_an_upstream_that_is_never_empty():
 def test_rendering_is_byte_identical_for_the_same_state_in_any_order():
     entries = [entry(f"node-{n}", f"w-{i}", 8000 + i, [("serfHealth", "passing"), (f"service:w-{i}", s)])
                for n, i, s in [(2, 1, "passing"), (1, 2, "warning"), (1, 3, "passing"), (3, 4, "critical")]]
-    outputs = {ru.render(UPSTREAM_TEMPLATE, list(order)) for order in itertools.permutations(entries)}
+    outputs = {render(UPSTREAM_TEMPLATE, list(order)) for order in itertools.permutations(entries)}
     assert len(outputs) == 1
     ports = [line.split()[1] for line in server_lines(outputs.pop())]
     assert ports == ["10.0.0.9:8002", "10.0.0.9:8003", "10.0.0.9:8001"]
@@ -212,29 +213,18 @@ def test_random_states_render_deterministically():
     rng = random.Random(7)
     pool = [instance(node=f"n{rng.randint(1, 3)}", id=f"id{i}", port=9000 + i,
                      status=rng.choice(["passing", "warning", "critical"])) for i in range(12)]
-    first = ru.render(UPSTREAM_TEMPLATE, pool)
+    first = render(UPSTREAM_TEMPLATE, pool)
     for _ in range(20):
         rng.shuffle(pool)
-        assert ru.render(UPSTREAM_TEMPLATE, pool) == first
+        assert render(UPSTREAM_TEMPLATE, pool) == first
 
 
-# --------------------------------------------------------------------------- helpers of the daemon
-
-
-def test_consul_index_resets_when_it_goes_backwards_and_never_blocks_on_zero():
-    assert ru.next_index(sent=50, received=7) == 0
-    assert ru.next_index(sent=0, received=0) == 1
-    assert ru.next_index(sent=5, received=9) == 9
-
-
-@pytest.mark.parametrize("value, expected", [("0.2s:2s", (0.2, 2.0)), ("200ms:1s", (0.2, 1.0)), ("1:3", (1.0, 3.0))])
-def test_wait_parses_like_consul_template(value, expected):
-    assert ru.parse_wait(value) == pytest.approx(expected)
+# --------------------------------------------------------------------------- nginx.conf
 
 
 def test_nginx_conf_template_fills_every_placeholder_and_keeps_nginx_variables():
-    text = ru.fill_nginx_conf((NGINX_TEMPLATE_DIR / "nginx.conf.tmpl").read_text(),
-                              prefix="/srv/gw", upstream_conf="/srv/gw/upstream.conf", listen="0.0.0.0:8080")
+    text = fill_nginx_conf((NGINX_TEMPLATE_DIR / "nginx.conf.tmpl").read_text(),
+                           prefix="/srv/gw", upstream_conf="/srv/gw/upstream.conf", listen="0.0.0.0:8080")
     assert "${" not in text and "$$" not in text
     assert "listen 0.0.0.0:8080;" in text and "include /srv/gw/upstream.conf;" in text
     assert "$request_id" in text and "$proxy_add_x_forwarded_for" in text
@@ -246,14 +236,13 @@ def test_nginx_conf_template_fills_every_placeholder_and_keeps_nginx_variables()
 # --------------------------------------------------------------------------- applying a rendered upstream
 
 
-def make_renderer(tmp_path: Path, check_cmd: list[str], existing: str | None = None) -> ru.Renderer:
+def make_runner(tmp_path: Path, check_cmd: list[str], existing: str | None = None) -> Runner:
     out = tmp_path / "upstream.conf"
     if existing is not None:
         out.write_text(existing)
     counter = tmp_path / "reloads"
-    nginx = ru.NginxControl(check_cmd=check_cmd, reload_cmd=["/bin/sh", "-c", f"echo . >> {counter}"])
-    return ru.Renderer(ru.Template.parse(UPSTREAM_TEMPLATE), "ner-worker", ru.Consul("127.0.0.1:1"),
-                       out, nginx, (0.2, 2.0))
+    nginx = NginxControl(check_cmd=check_cmd, reload_cmd=["/bin/sh", "-c", f"echo . >> {counter}"])
+    return Runner(Template.parse(UPSTREAM_TEMPLATE), "ner-worker", Consul("127.0.0.1:1"), out, nginx, (0.2, 2.0))
 
 
 def reloads(tmp_path: Path) -> int:
@@ -262,20 +251,33 @@ def reloads(tmp_path: Path) -> int:
 
 
 def test_failed_config_test_restores_the_last_good_file_and_skips_reload(tmp_path):
-    renderer = make_renderer(tmp_path, ["false"], existing="good\n")
-    assert not renderer.apply("broken\n", 1).ok
+    runner = make_runner(tmp_path, ["false"], existing="good\n")
+    assert not runner.apply("broken\n", 1).ok
     assert (tmp_path / "upstream.conf").read_text() == "good\n"
     assert reloads(tmp_path) == 0
 
 
 def test_unchanged_text_is_not_written_or_reloaded_again(tmp_path):
-    renderer = make_renderer(tmp_path, ["true"], existing="old\n")
-    assert renderer.apply("new\n", 1).changed
-    assert not renderer.apply("new\n", 1).changed
+    runner = make_runner(tmp_path, ["true"], existing="old\n")
+    assert runner.apply("new\n", 1).changed
+    assert not runner.apply("new\n", 1).changed
     assert reloads(tmp_path) == 1
 
 
 def test_existing_file_with_the_same_text_needs_no_reload_at_start(tmp_path):
-    renderer = make_renderer(tmp_path, ["true"], existing="same\n")
-    assert not renderer.apply("same\n", 1).changed
+    runner = make_runner(tmp_path, ["true"], existing="same\n")
+    assert not runner.apply("same\n", 1).changed
     assert reloads(tmp_path) == 0
+
+
+def test_a_refused_first_candidate_leaves_no_file_rather_than_a_broken_one(tmp_path):
+    runner = make_runner(tmp_path, ["false"])
+    assert not runner.apply("broken\n", 1).ok
+    assert not (tmp_path / "upstream.conf").exists()
+
+
+def test_a_refused_candidate_is_not_tested_again(tmp_path):
+    runner = make_runner(tmp_path, ["/bin/sh", "-c", f"echo . >> {tmp_path / 'checks'}; exit 1"], existing="good\n")
+    runner.apply("broken\n", 1)
+    runner.apply("broken\n", 1)
+    assert len((tmp_path / "checks").read_text().split()) == 1

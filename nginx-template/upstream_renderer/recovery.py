@@ -1,0 +1,53 @@
+"""The recovery grace: while Consul comes back, instances it does not list again yet stay in the upstream."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from upstream_renderer.dependency import Instance
+from upstream_renderer.logs import log
+
+# After Consul was unreachable or lost its state (a restarted dev agent), workers register
+# again within seconds (their registrar re-checks every 2 s): until then an instance that
+# seems to be gone is kept in the upstream, so the gateway does not turn away traffic.
+DEFAULT_RECOVERY_GRACE = 15.0
+
+
+class Recovery:
+    """For `grace` seconds after an outage or a state loss, Consul's list is not the last word."""
+
+    def __init__(self, grace: float, clock: Callable[[], float] = time.monotonic):
+        self.grace = grace
+        self.clock = clock
+        self.until = 0.0
+
+    def start(self, reason: str) -> None:
+        """Hold on to the instances we route to while their registrations come back."""
+        self.until = self.clock() + self.grace
+        log.warning("keeping current instances while consul recovers",
+                    extra={"fields": {"reason": reason, "grace_s": self.grace}})
+
+    def active(self) -> bool:
+        return self.clock() < self.until
+
+    def ends_in(self) -> float:
+        """Seconds until the grace ends (negative once it has)."""
+        return self.until - self.clock()
+
+    def keep(self, listed: list[Instance], live: list[Instance]) -> list[Instance]:
+        """During recovery, instances of the live upstream stay while Consul does not list them
+        (yet) or lists them critical: a fresh registration is critical until its first check passes.
+        One in maintenance (draining) is let go at once."""
+        if not self.active():
+            return listed
+        current = {i.id: i for i in listed}
+        # An address Consul now lists under another ID has a new owner (a restarted worker on the
+        # same port): the old instance is gone, and keeping it would route to the newcomer before
+        # its model is loaded.
+        owners = {(i.address, i.port): i.id for i in listed}
+        for kept in live:
+            if owners.get((kept.address, kept.port), kept.id) != kept.id:
+                continue
+            if current.get(kept.id) is None or current[kept.id].status == "critical":
+                current[kept.id] = kept
+        return list(current.values())

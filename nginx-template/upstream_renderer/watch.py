@@ -1,0 +1,131 @@
+"""Consul's blocking queries as consul-template's watch/ makes them: stale reads, index rules, the wait flag."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+from dataclasses import dataclass
+from typing import Callable, ContextManager
+
+import requests
+
+from upstream_renderer.logs import log
+
+BLOCK_WAIT_SECONDS = 30.0
+READ_TIMEOUT = 10.0  # a read that does not block
+# consul-template's default max_stale: any server may answer unless it lost the leader longer.
+DEFAULT_MAX_STALE = 2.0
+DEFAULT_WAIT = "0.2s:2s"
+
+
+class ConsulUnavailable(RuntimeError):
+    """Consul did not answer usefully; keep the last good config and retry later."""
+
+    def __init__(self, message: str, reached: bool):
+        super().__init__(message)
+        # True when the agent itself answered (an HTTP error): its registrations are intact,
+        # so what it lists next is not a restart's half-empty catalog.
+        self.reached = reached
+
+
+class Consul:
+    """Blocking queries on /v1/health/service/<name>, stale-tolerant like consul-template."""
+
+    def __init__(self, addr: str, token: str = "", max_stale: float = DEFAULT_MAX_STALE):
+        self.base = addr if "://" in addr else f"http://{addr}"
+        self.max_stale = max_stale
+        self.session = requests.Session()
+        if token:
+            self.session.headers["X-Consul-Token"] = token
+
+    def health_service(self, name: str, index: int, wait: float) -> tuple[list[dict], int]:
+        """All entries of the service (any status) and the X-Consul-Index of the answer.
+
+        A stale read is answered by whichever server the agent asks (the agent itself when it
+        is a server), so a blocking query is not stuck on a leader that just dropped off the
+        network. An answer from a server that has not heard from the leader for longer than
+        max_stale is read again from the leader."""
+        params: dict[str, str] = {}
+        if index > 0:
+            params = {"index": str(index), "wait": f"{max(int(wait * 1000), 1)}ms"}
+        timeout = wait + wait / 16 + 5 if index > 0 else READ_TIMEOUT  # Consul adds up to wait/16 jitter
+        stale = self.max_stale > 0
+        entries, new_index, last_contact = self._get(name, {**params, "stale": ""} if stale else params, timeout)
+        if stale and last_contact > self.max_stale:
+            entries, new_index, _ = self._get(name, {}, READ_TIMEOUT)
+        return entries, new_index
+
+    def _get(self, name: str, params: dict[str, str], timeout: float) -> tuple[list[dict], int, float]:
+        """One request: entries, X-Consul-Index, and X-Consul-LastContact in seconds."""
+        try:
+            response = self.session.get(f"{self.base}/v1/health/service/{name}",
+                                        params=params, timeout=timeout)
+        except requests.RequestException as exc:
+            raise ConsulUnavailable(f"{type(exc).__name__}: {exc}", reached=False) from exc
+        try:
+            response.raise_for_status()
+            entries = response.json()
+            new_index = int(response.headers.get("X-Consul-Index", "0"))
+            last_contact = int(response.headers.get("X-Consul-LastContact", "0")) / 1000
+        except (requests.RequestException, ValueError) as exc:
+            raise ConsulUnavailable(f"{type(exc).__name__}: {exc}", reached=True) from exc
+        return entries, new_index, last_contact
+
+
+def next_index(sent: int, received: int) -> int:
+    """Consul's rules: reset to 0 when the index goes backwards, never block on 0."""
+    if received < sent:
+        return 0
+    return max(received, 1)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One blocking query's entries, whether Consul's index moved, and whether it went backwards."""
+
+    entries: list[dict]
+    moved: bool
+    reset: bool
+
+
+class View:
+    """One service watched by blocking queries from the last index (consul-template's watch.View)."""
+
+    def __init__(self, consul: Consul, service: str,
+                 waiting: Callable[[], ContextManager[None]] = contextlib.nullcontext):
+        self.consul = consul
+        self.service = service
+        self.waiting = waiting  # the blocking request runs inside it: a signal may end the wait
+        self.index = 0
+
+    def fetch(self, wait: float) -> Answer:
+        """Block up to `wait` for a change after the last index; raises ConsulUnavailable."""
+        with self.waiting():
+            entries, received = self.consul.health_service(self.service, self.index, wait)
+        sent, self.index = self.index, next_index(self.index, received)
+        if self.index == 0:
+            log.warning("consul index went backwards; reading afresh",
+                        extra={"fields": {"sent": sent, "received": received}})
+        return Answer(entries, moved=received != sent, reset=self.index == 0)
+
+    def restart(self) -> None:
+        """Read afresh: after an outage the agent may be a new one."""
+        self.index = 0
+
+
+def parse_wait(value: str) -> tuple[float, float]:
+    """'MIN:MAX' or 'MIN' with Go-like units (200ms, 2s, 1m) or plain seconds."""
+    low, _, high = value.partition(":")
+    wait_min = parse_duration(low)
+    wait_max = parse_duration(high) if high else wait_min * 4
+    if wait_max < wait_min:
+        raise argparse.ArgumentTypeError("--wait MAX must be >= MIN")
+    return wait_min, wait_max
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from '200ms', '2s', '1m' or a plain number of seconds."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*(ms|s|m)?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"bad duration {text!r}")
+    return float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[match.group(2)]
