@@ -1,7 +1,8 @@
 #!/bin/bash
 # Gateway container: fill nginx.conf, start nginx on a placeholder upstream, and keep the
-# upstream in step with Consul with consul-template, or with render_upstream.py (the same
-# template, the same output) when the consul-template binary is not in the image.
+# upstream in step with Consul with consul-template, or with the project renderer, the
+# upstream_renderer package (the same template, the same output), when the consul-template binary
+# is not in the image.
 # Either process exiting stops the container, so the restart policy starts a whole gateway.
 set -euo pipefail
 
@@ -13,22 +14,16 @@ conf=$prefix/nginx.conf
 upstream=$prefix/upstream.conf
 
 log() { printf '{"logger":"gateway","msg":"%s"}\n' "$*" >&2; }
+# python3 -m upstream_renderer: the package is in $etc.
+export PYTHONPATH="$etc${PYTHONPATH:+:$PYTHONPATH}"
 
 # nginx's worker processes run as nobody: the prefix must be enterable by it.
 mkdir -p "$prefix/logs" "$prefix/limits.d"
 chmod 755 "$prefix"
-python3 - "$etc" "$prefix" "$listen" "$upstream" <<'PY'
-import sys
-from pathlib import Path
-etc, prefix, listen, upstream = sys.argv[1:]
-sys.path.insert(0, etc)
-import render_upstream as r
-Path(prefix, "nginx.conf").write_text(
-    r.fill_nginx_conf(Path(etc, "nginx.conf.tmpl").read_text(), prefix, upstream, listen))
-# What the template renders with no instance: nginx starts now and answers a fast JSON 503
-# until the first real render.
-Path(upstream).write_text(r.render(Path(etc, "upstream.ctmpl").read_text(), []))
-PY
+# With the upstream the template renders for no instance, nginx starts now and answers a fast
+# JSON 503 until the first real render.
+python3 -m upstream_renderer fill-nginx-conf --conf-template "$etc/nginx.conf.tmpl" --prefix "$prefix" \
+    --listen "$listen" --upstream-conf "$upstream" --empty-upstream "$etc/upstream.ctmpl"
 # Secured compose form: scripts/securemode.py is mounted here and writes the per-client rate
 # limit (NER_GATEWAY_RATE / NER_GATEWAY_BURST, secure defaults). Absent: no limit, as before.
 if [ -f "$etc/securemode.py" ]; then
@@ -45,8 +40,8 @@ if command -v consul-template >/dev/null 2>&1; then
     log "renderer: consul-template $(consul-template -version 2>&1 | head -n1) with $etc/consul-template.hcl, consul at $consul"
     consul-template -config "$etc/consul-template.hcl" -consul-addr "$consul" &
 else
-    log "renderer: consul-template not found in the image; using the project renderer render_upstream.py, consul at $consul"
-    python3 "$etc/render_upstream.py" --consul "$consul" --template "$etc/upstream.ctmpl" \
+    log "renderer: consul-template not found in the image; using the project renderer upstream_renderer, consul at $consul"
+    python3 -m upstream_renderer --consul "$consul" --template "$etc/upstream.ctmpl" \
         --out "$upstream" --nginx-bin "$(command -v nginx)" --nginx-prefix "$prefix" --nginx-conf "$conf" \
         --wait 200ms:2s &
 fi

@@ -3,15 +3,15 @@
 The renderer (consul-template when it is on PATH, the project's renderer otherwise) keeps
 PREFIX/upstream.conf in step with Consul and reloads nginx through the pid file nginx writes, so
 its reloads reach whichever nginx master runs now, including one the supervisor just restarted.
+The project's renderer is the package nginx-template/upstream_renderer, run as
+`python -m upstream_renderer` with nginx-template on PYTHONPATH; it also fills nginx.conf.
 """
 from __future__ import annotations
 
-import importlib.util
+import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 
 from scripts.localmode.config import REPO_ROOT, ClusterConfig
 from scripts.localmode.programs import Program
@@ -19,6 +19,7 @@ from scripts.secured.ratelimit import limits_snippet
 
 NGINX_PRIORITY = 20
 RENDERER_PRIORITY = 30
+NGINX_TEMPLATE_DIR = REPO_ROOT / "nginx-template"
 
 
 def nginx_dir(config: ClusterConfig) -> Path:
@@ -34,10 +35,11 @@ def write_nginx_conf(config: ClusterConfig, secure: bool) -> None:
     """Fill nginx.conf.tmpl for this run directory and gateway port, with the mode's rate limit."""
     prefix = nginx_dir(config)
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
-    template = (REPO_ROOT / "nginx-template" / "nginx.conf.tmpl").read_text()
-    (prefix / "nginx.conf").write_text(render_upstream().fill_nginx_conf(
-        template, prefix=str(prefix), upstream_conf=str(prefix / "upstream.conf"),
-        listen=f"{config.gateway_host}:{config.gateway_port}"))
+    subprocess.run([str(config.python), "-m", "upstream_renderer", "fill-nginx-conf",
+                    "--conf-template", str(NGINX_TEMPLATE_DIR / "nginx.conf.tmpl"), "--prefix", str(prefix),
+                    "--upstream-conf", str(prefix / "upstream.conf"),
+                    "--listen", f"{config.gateway_host}:{config.gateway_port}"],
+                   check=True, cwd=REPO_ROOT, timeout=30, env={**os.environ, **renderer_env()})
     write_limits(config, secure)
 
 
@@ -74,7 +76,7 @@ def renderer_argv(config: ClusterConfig, once: bool = False) -> tuple[str, list[
         argv = [consul_template, f"-consul-addr=127.0.0.1:{config.consul_http_port}", "-wait=200ms:2s",
                 f"-template={spec}"]
         return "consul-template", argv + (["-once"] if once else [])
-    argv = [str(config.python), str(REPO_ROOT / "nginx-template" / "render_upstream.py"),
+    argv = [str(config.python), "-m", "upstream_renderer",
             "--consul", f"127.0.0.1:{config.consul_http_port}", "--template", str(template),
             "--out", str(out), "--nginx-bin", config.nginx_bin,
             "--nginx-prefix", str(prefix), "--nginx-conf", str(prefix / "nginx.conf")]
@@ -84,19 +86,14 @@ def renderer_argv(config: ClusterConfig, once: bool = False) -> tuple[str, list[
 def render_once(config: ClusterConfig, env: dict[str, str]) -> None:
     """The first upstream.conf, before nginx starts (nginx needs the file to exist)."""
     _, argv = renderer_argv(config, once=True)
-    subprocess.run(argv, check=True, cwd=REPO_ROOT, capture_output=True, timeout=30, env=env)
+    subprocess.run(argv, check=True, cwd=REPO_ROOT, capture_output=True, timeout=30, env={**env, **renderer_env()})
 
 
 def renderer_program(config: ClusterConfig, token_file: Path | None) -> Program:
     return Program(name="renderer", argv=renderer_argv(config)[1], priority=RENDERER_PRIORITY,
-                   stop_signal="TERM", stop_wait_seconds=10, token_file=token_file)
+                   stop_signal="TERM", stop_wait_seconds=10, env=renderer_env(), token_file=token_file)
 
 
-def render_upstream() -> ModuleType:
-    """nginx-template/render_upstream.py, a script by design, imported for its nginx.conf filler."""
-    path = REPO_ROOT / "nginx-template" / "render_upstream.py"
-    if "render_upstream" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("render_upstream", path)
-        sys.modules["render_upstream"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["render_upstream"])
-    return sys.modules["render_upstream"]
+def renderer_env() -> dict[str, str]:
+    """PYTHONPATH for `python -m upstream_renderer` (in nginx-template/) and the launcher (the repository)."""
+    return {"PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(NGINX_TEMPLATE_DIR)])}

@@ -56,7 +56,7 @@ def test_gateway_says_which_renderer_it_runs(project: ComposeProject) -> None:
     logs = project.service_logs("gateway")
     if "consul-template not found" in logs:
         print("gateway: consul-template is not in the image (HashiCorp's release site is not reachable "
-              "here); it runs the project renderer render_upstream.py")
+              "here); it runs the project renderer upstream_renderer")
         assert "project renderer" in logs
     else:
         assert "renderer: consul-template" in logs

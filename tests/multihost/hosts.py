@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import string
 import subprocess
 from dataclasses import dataclass
@@ -129,16 +130,17 @@ def start_gateway(host: Host, prefix: Path, nginx_bin: str = "/usr/sbin/nginx") 
     (prefix / "nginx.conf").write_text(template.substitute(
         PREFIX=str(prefix), LISTEN=f"{host.address}:{GATEWAY_PORT}",
         UPSTREAM_CONF=str(prefix / "upstream.conf")))
-    renderer_argv = [str(PYTHON), str(REPO_ROOT / "nginx-template" / "render_upstream.py"),
+    renderer_argv = [str(PYTHON), "-m", "upstream_renderer",
                      "--consul", f"{host.address}:{CONSUL_PORT}", "--out", str(prefix / "upstream.conf"),
                      "--nginx-bin", nginx_bin, "--nginx-prefix", str(prefix),
                      "--nginx-conf", str(prefix / "nginx.conf")]
+    renderer_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "nginx-template")}  # where the package is
     subprocess.run(host.argv([*renderer_argv, "--once", "--no-reload"]), check=True,
-                   capture_output=True, timeout=30)
+                   capture_output=True, timeout=30, env=renderer_env)
     nginx = ManagedProcess(name="nginx", argv=host.argv([nginx_bin, "-p", str(prefix), "-c",
                                                          str(prefix / "nginx.conf"), "-e",
                                                          str(prefix / "error.log")]),
                            log_path=prefix / "nginx.out").start()
     renderer = ManagedProcess(name="renderer", argv=host.argv(renderer_argv),
-                              log_path=prefix / "renderer.log").start()
+                              log_path=prefix / "renderer.log", env=renderer_env).start()
     return Gateway(host=host, prefix=prefix, nginx=nginx, renderer=renderer)

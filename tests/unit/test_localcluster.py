@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.localmode.config import ClusterConfig, load_config
-from scripts.localmode.gateway import renderer_argv
+from scripts.localmode.config import REPO_ROOT, ClusterConfig, load_config
+from scripts.localmode.gateway import NGINX_TEMPLATE_DIR, renderer_argv, renderer_program
 
 
 @pytest.fixture
@@ -35,7 +35,12 @@ def test_without_consul_template_the_project_renderer_keeps_the_upstream(config,
     monkeypatch.setenv("PATH", str(tmp_path))
     kind, argv = renderer_argv(config)
     assert kind.startswith("project renderer")
-    assert argv[1].endswith("nginx-template/render_upstream.py")
+    assert argv[1:3] == ["-m", "upstream_renderer"]
+
+
+def test_the_renderer_program_finds_the_package_in_nginx_template_and_its_launcher_in_the_repository(config):
+    path = renderer_program(config, token_file=None).env["PYTHONPATH"].split(os.pathsep)
+    assert str(NGINX_TEMPLATE_DIR) in path and str(REPO_ROOT) in path
 
 
 def test_consul_template_on_path_is_preferred_and_reloads_through_the_checking_script(config, monkeypatch,
