@@ -31,7 +31,7 @@ template {
   destination = "/run/ner-gateway/upstream.conf"
   create_dest_dirs = true
   perms = 0644
-  # Quiescence, the same as render_upstream.py's default: a change is applied once Consul
+  # Quiescence, the same as upstream_renderer's default: a change is applied once Consul
   # has been quiet for 200 ms (a scale-out of N workers becomes one reload, not N), and never
   # later than 2 s after the first change, so a draining worker leaves the upstream well
   # within its NER_DRAIN_SECONDS (3 s) of still serving.
