@@ -5,8 +5,9 @@ import pytest
 import requests
 from openapi_spec_validator import validate as validate_spec
 
-from scripts.localcluster import LocalCluster, wait_for
+from scripts.localcluster import LocalCluster
 from tests.support.openapi_check import validate_response
+from tests.support.waiting import wait_for
 
 TEXT = "张三在北京的清华大学工作。"
 

@@ -18,10 +18,11 @@ import pytest
 import requests
 
 from bench.healing import PROGRAMS, kill_and_heal, kill_loop, program_name, wait_full_shape
-from scripts.localcluster import LocalCluster, wait_for
+from scripts.localcluster import LocalCluster
 from scripts.localmode.procs import pid_alive, pids_under, port_listened
 from tests.integration.conftest import started_cluster
 from tests.support.processes import REPO_ROOT
+from tests.support.waiting import wait_for
 
 TEXT = {"text": "张三在北京的清华大学工作。"}
 

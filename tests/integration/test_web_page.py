@@ -10,8 +10,9 @@ from typing import Iterator
 import pytest
 import requests
 
-from scripts.localcluster import LocalCluster, wait_for
+from scripts.localcluster import LocalCluster
 from tests.conftest import ARTIFACTS
+from tests.support.waiting import wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -56,15 +57,9 @@ def browser() -> Iterator["object"]:
 def page(browser, two_workers: LocalCluster):
     """The page freshly loaded from the gateway, with the text limit it reads from /openapi.json."""
     browser.get(f"{two_workers.config.gateway_url}/")
-    wait_until(browser, lambda d: "/" in d.find_element("id", "counter").text, "the text limit to load")
+    wait_for(lambda: "/" in browser.find_element("id", "counter").text, 30, "the text limit to load")
     browser.get_log("performance")  # drop the page load's own events
     return browser
-
-
-def wait_until(driver, condition, what: str, timeout: float = 30):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout).until(condition, message=f"waiting for {what}")
 
 
 def submit(driver, text: str, typed: bool = True) -> None:
@@ -77,8 +72,8 @@ def submit(driver, text: str, typed: bool = True) -> None:
         driver.execute_script("arguments[0].value = arguments[1];"
                               "arguments[0].dispatchEvent(new Event('input'));", box, text)
     driver.find_element("id", "submit").click()
-    wait_until(driver, lambda d: d.find_element("id", "result").is_displayed()
-               or d.find_element("id", "error").is_displayed(), "a result or an error")
+    wait_for(lambda: driver.find_element("id", "result").is_displayed()
+             or driver.find_element("id", "error").is_displayed(), 30, "a result or an error")
 
 
 def api_entities(gateway: str, text: str) -> list[dict]:
