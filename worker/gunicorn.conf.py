@@ -97,10 +97,29 @@ if os.path.isdir("/dev/shm"):
 # host (local mode, tests) would fight over it. Operators use signals and Consul instead.
 control_socket_disable = True
 
+# --- Logs -----------------------------------------------------------------------------
 # The app logs one structured line per request; gunicorn's access log would duplicate it.
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+# gunicorn's own lines (start, workers booting and exiting, timeouts) in the shape of every
+# other line (registrar/logformat.py). A logger class rather than logconfig_dict: any
+# logconfig_dict also turns gunicorn's access log on.
+from gunicorn.glogging import Logger as _GunicornLogger  # noqa: E402
+
+from registrar.logformat import formatter_for  # noqa: E402
+
+
+class ClusterLogger(_GunicornLogger):
+    """gunicorn's logger with the cluster's line format on its error log (stderr)."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(formatter_for(handler.stream))
+
+
+logger_class = ClusterLogger
 
 
 # A stopped worker process leaves without tearing down torch (about a second of CPU each):

@@ -1,66 +1,27 @@
-"""Structured logs: one JSON object per line for machines, plain text for a person at a terminal."""
+"""Worker logs in the cluster's one shape (registrar/logformat.py), and one line per request."""
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any, TextIO
+from typing import TextIO
 
 import falcon
 
-# Attributes every LogRecord has; anything else on a record came from `extra=` and is a field.
-_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+from registrar.logformat import formatter_for
+
 # nginx's $request_id is 32 hex digits; accept similar tokens, refuse anything that could forge log lines.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 request_log = logging.getLogger("worker.request")
 
 
-def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
-
-
-class JsonFormatter(logging.Formatter):
-    """One self-contained JSON object per line, so log shippers need no parsing rules."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update(_fields(record))
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
-
-
-class TextFormatter(logging.Formatter):
-    """Readable at a terminal: the message, then the structured fields as key=value."""
-
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        extra = " ".join(f"{k}={v}" for k, v in _fields(record).items())
-        if not extra:
-            return line
-        head, sep, rest = line.partition("\n")  # keep a traceback below the fields
-        return f"{head} {extra}{sep}{rest}"
-
-
 def configure_logging(level: int | str = logging.INFO, stream: TextIO | None = None) -> None:
     """Send the root logger to stderr in the format that suits whoever reads it."""
-    stream = stream or sys.stderr
-    handler = logging.StreamHandler(stream)
-    is_tty = hasattr(stream, "isatty") and stream.isatty()
-    handler.setFormatter(TextFormatter() if is_tty else JsonFormatter())
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter_for(handler.stream))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -102,3 +102,28 @@ def test_bad_setting_fails_at_start_with_the_variable_named(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "NER_THREADS" in done.stderr
+
+
+_GUNICORN_LINE = textwrap.dedent("""
+    import runpy, sys
+    from gunicorn.config import Config
+    ns = runpy.run_path(sys.argv[1])
+    cfg = Config()
+    for key in ("logger_class", "loglevel", "errorlog", "accesslog"):
+        cfg.set(key, ns[key])
+    log = cfg.logger_class(cfg)
+    log.info("Booting worker with pid: %s", 4242)
+    log.access(None, None, {}, None)  # what gunicorn calls after each request: nothing, the app logs it
+""")
+
+
+def test_gunicorns_own_lines_have_the_clusters_log_shape(tmp_path):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("NER_", "_NER_"))}
+    done = subprocess.run([sys.executable, "-c", _GUNICORN_LINE, str(CONF)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, env={**clean, "NER_REGISTER": "0",
+                                                      "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")})
+    assert done.returncode == 0, done.stderr
+    [line] = done.stderr.splitlines()
+    entry = json.loads(line)
+    assert list(entry) == ["time", "level", "logger", "event"]
+    assert (entry["level"], entry["logger"], entry["event"]) == ("INFO", "gunicorn.error", "Booting worker with pid: 4242")

@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
+from registrar.logformat import JsonFormatter, TextFormatter
+from registrar.logs import log_event
 from tests.unit.fake_backend import FakeBackend, make_client
-from worker.logs import JsonFormatter, TextFormatter, configure_logging
+from worker.logs import configure_logging
 
 
 class FakeTty(io.StringIO):
@@ -31,9 +33,33 @@ def test_logs_are_json_lines_when_stderr_is_not_a_terminal(restore_root_logger):
     configure_logging(stream=stream)
     logging.getLogger("worker.test").info("hello", extra={"request_id": "r1", "texts": 2})
     entry = json.loads(stream.getvalue())
-    assert entry["message"] == "hello" and entry["level"] == "INFO"
-    assert entry["request_id"] == "r1" and entry["texts"] == 2
-    assert entry["logger"] == "worker.test" and "ts" in entry
+    assert list(entry) == ["time", "level", "logger", "event", "request_id", "texts"]
+    assert (entry["level"], entry["logger"], entry["event"]) == ("INFO", "worker.test", "hello")
+    assert (entry["request_id"], entry["texts"]) == ("r1", 2)
+
+
+def test_log_time_is_utc_iso_8601_with_milliseconds_and_z():
+    record = logging.getLogger("x").makeRecord("x", logging.INFO, __file__, 1, "hi", (), None)
+    record.created, record.msecs = 1_796_110_526.205, 205.0
+    assert json.loads(JsonFormatter().format(record))["time"] == "2026-12-01T07:35:26.205Z"
+
+
+def test_registrar_events_have_the_same_shape_with_their_fields(restore_root_logger):
+    stream = io.StringIO()
+    configure_logging(stream=stream)
+    log_event(logging.INFO, "registrar.registered", service_id="ner-worker-h-1", port=8101)
+    entry = json.loads(stream.getvalue())
+    assert list(entry)[:4] == ["time", "level", "logger", "event"]
+    assert (entry["level"], entry["logger"], entry["event"]) == ("INFO", "registrar", "registrar.registered")
+    assert (entry["service_id"], entry["port"]) == ("ner-worker-h-1", 8101)
+    assert "fields" not in entry
+
+
+def test_a_field_never_hides_the_lines_own_keys():
+    record = logging.getLogger("x").makeRecord("x", logging.WARNING, __file__, 1, "hi", (), None,
+                                               extra={"fields": {"level": "fake", "event": "forged"}})
+    entry = json.loads(JsonFormatter().format(record))
+    assert (entry["level"], entry["event"]) == ("WARNING", "hi")
 
 
 def test_logs_are_readable_text_at_a_terminal(restore_root_logger):
