@@ -27,6 +27,18 @@ def configure_logging(level: int | str = logging.INFO, stream: TextIO | None = N
     root.setLevel(level)
 
 
+def adopt_library_logger(name: str) -> None:
+    """Route a library logger that writes to stderr by itself through the root's handlers, once imported.
+
+    ModelScope's get_logger() gives the "modelscope" logger a stderr handler of its own (its own
+    text format) on the first call, made by `import modelscope`, and turns propagation off on
+    every call; it never adds that handler again, so replacing it after the import lasts.
+    """
+    handlers = logging.getLogger().handlers
+    if handlers:  # nothing configured (a script, a test): leave the library as it is
+        logging.getLogger(name).handlers[:] = handlers
+
+
 class RequestContextMiddleware:
     """Tags every response with who served it and logs one line per request."""
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
+import subprocess
 import sys
+import textwrap
 
 import pytest
 
 from registrar.logformat import JsonFormatter, TextFormatter
 from registrar.logs import log_event
 from tests.unit.fake_backend import FakeBackend, make_client
-from worker.logs import configure_logging
+from worker.logs import adopt_library_logger, configure_logging
 
 
 class FakeTty(io.StringIO):
@@ -80,6 +83,41 @@ def test_json_log_line_keeps_the_traceback_in_one_field():
     line = JsonFormatter().format(record)
     assert "\n" not in line
     assert "ValueError: boom" in json.loads(line)["exception"]
+
+
+def test_a_library_logger_with_its_own_stderr_handler_writes_the_same_json(restore_root_logger):
+    library = logging.getLogger("ner-test-library")
+    own = io.StringIO()
+    library.handlers[:] = [logging.StreamHandler(own)]
+    library.propagate = False
+    stream = io.StringIO()
+    configure_logging(stream=stream)
+    adopt_library_logger("ner-test-library")
+    library.info("initiate model from %s", "/models/x")
+    assert own.getvalue() == ""
+    assert json.loads(stream.getvalue())["event"] == "initiate model from /models/x"
+    library.handlers[:] = []
+
+
+_MODELSCOPE = textwrap.dedent("""
+    import logging
+    from worker.logs import adopt_library_logger, configure_logging
+    configure_logging()
+    import modelscope
+    adopt_library_logger("modelscope")
+    from modelscope.utils.logger import get_logger
+    get_logger().info("initiate model from /models/x")  # as its modules do, after the import
+""")
+
+
+def test_modelscope_lines_come_out_in_the_same_shape_once_adopted_after_its_import():
+    done = subprocess.run([sys.executable, "-c", _MODELSCOPE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "initiate model" in line]
+    assert len(lines) == 1, done.stderr
+    entry = json.loads(lines[0])
+    assert (entry["logger"], entry["level"], entry["event"]) == ("modelscope", "INFO", "initiate model from /models/x")
+    assert not re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - modelscope - ", done.stderr)
 
 
 def test_text_formatter_puts_fields_before_the_traceback():

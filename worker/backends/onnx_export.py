@@ -20,6 +20,7 @@ from pathlib import Path
 
 from worker.backends.modeldir import content_key, label_names, model_kind
 from worker.backends.onnx_optimize import EncoderShape, encoder_shape, fuse_attention
+from worker.logs import adopt_library_logger
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def _export(model_dir: Path, directory: Path, torch_threads: int) -> None:
     from worker.backends.emission_graphs import emission_graph
     from worker.backends.viterbi import CrfParams
 
+    adopt_library_logger("modelscope")
     started = time.monotonic()
     torch.set_num_threads(torch_threads)
     kind = model_kind(model_dir)

@@ -19,6 +19,7 @@ from worker.backends.base import PROBE_TEXT, BackendError, NerBackend
 from worker.backends.modeldir import local_model_dir
 from worker.backends.spans import TYPE_ALIASES, assemble, canonical_type, plan_chunks, raw_offsets
 from worker.entities import Entity
+from worker.logs import adopt_library_logger
 from worker.modelinfo import WEIGHTS_FILE, weights_version
 from worker.textnorm import TextNormalizer
 
@@ -77,6 +78,7 @@ class RanerBackend(NerBackend):
         from modelscope.preprocessors import Preprocessor
         from modelscope.utils.constant import Tasks
 
+        adopt_library_logger("modelscope")
         torch.set_num_threads(torch_threads)
         try:
             # One text at a time: no padding, so short texts cost only their own length.
