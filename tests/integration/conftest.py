@@ -12,6 +12,7 @@ from typing import Iterator
 import pytest
 
 from scripts.localcluster import LocalCluster, load_config, on_free_ports
+from tests.support.consul import ConsulAgent, start_consul
 from tests.support.processes import REPO_ROOT
 
 DEFAULT_MODEL = REPO_ROOT / "models" / "raner-msra-lstm"
@@ -57,3 +58,30 @@ def two_workers(cluster: LocalCluster) -> LocalCluster:
     cluster.scale(2)
     cluster.wait_gateway_serving()
     return cluster
+
+
+@pytest.fixture(scope="session")
+def consul_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsulAgent]:
+    """One Consul dev agent on free ports, started once for every test that needs Consul alone."""
+    agent = start_consul(tmp_path_factory.mktemp("consul"))
+    try:
+        yield agent
+    finally:
+        agent.process.stop()
+
+
+@pytest.fixture
+def consul(consul_agent: ConsulAgent) -> Iterator[ConsulAgent]:
+    """The shared agent, emptied after each test of the services and keys the test left."""
+    yield consul_agent
+    consul_agent.clear()
+
+
+@pytest.fixture
+def private_consul(tmp_path: Path) -> Iterator[ConsulAgent]:
+    """A Consul agent of the test's own, for tests that stop or restart it."""
+    agent = start_consul(tmp_path / "private-consul", name="private")
+    try:
+        yield agent
+    finally:
+        agent.process.stop()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import requests
 
-from tests.support.processes import LOCAL_BIN, ManagedProcess, free_port, wait_until
+from tests.support.processes import LOCAL_BIN, ManagedProcess, free_port
+from tests.support.waiting import wait_for
 
 
 @dataclass
@@ -38,6 +39,12 @@ class ConsulAgent:
     def agent_services(self) -> dict:
         return self.get("/v1/agent/services").json()
 
+    def clear(self) -> None:
+        """Deregister every service and delete every key, so the next test finds the agent empty."""
+        for service_id in self.agent_services():
+            requests.put(f"{self.url}/v1/agent/service/deregister/{service_id}", timeout=5).raise_for_status()
+        requests.delete(f"{self.url}/v1/kv/", params={"recurse": "true"}, timeout=5).raise_for_status()
+
     def restart(self) -> None:
         """Stop and start again: a dev agent comes back with no state."""
         self.process.stop()
@@ -49,8 +56,7 @@ class ConsulAgent:
             response = self.get("/v1/status/leader")
             return response.status_code == 200 and response.json() not in ("", None)
 
-        wait_until(leader_elected, timeout, describe="consul leader",
-                   on_timeout=self.process.log_tail)
+        wait_for(leader_elected, timeout, "a Consul leader", on_timeout=self.process.log_tail)
 
 
 def start_consul(workdir: Path, name: str = "consul") -> ConsulAgent:
