@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.support.processes import free_port
+from tests.support.waiting import wait_for
 from tests.unit.fake_backend import FakeBackend
 from worker.backends.cache import CachedBackend, RedisResults
 from worker.entities import Entity
@@ -27,16 +28,16 @@ def redis_url(tmp_path):
     import redis
 
     client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail(f"redis-server did not start:\n{(tmp_path / 'redis.log').read_text()}")
-            time.sleep(0.05)
+
+    def answers() -> bool:
+        assert server.poll() is None, f"redis-server exited:\n{(tmp_path / 'redis.log').read_text()}"
+        return client.ping()
+
+    try:
+        wait_for(answers, 10, "redis-server to answer PING", on_timeout=(tmp_path / "redis.log").read_text)
+    except BaseException:
+        server.kill()
+        raise
     yield url, server
     server.terminate()
     try:
