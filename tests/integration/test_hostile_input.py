@@ -14,6 +14,7 @@ import requests
 
 from scripts.localcluster import LocalCluster, child_pids
 from tests.support.rawhttp import RawResponse, exchange, request_bytes
+from tests.support.waiting import wait_for
 
 NESTED = b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 MIXED = "张三😀在北京ABC大学，Ελλάδα и Москва𠀀 🇨🇳 e\u0301"
@@ -145,13 +146,21 @@ def test_a_slow_client_is_served_and_does_not_hold_up_others(targets, unchanged_
     raw = request_bytes("/v1/ner", body)
     pieces = [raw[i:i + 16] for i in range(0, len(raw), 16)]
     result: dict[str, RawResponse] = {}
-    slow = threading.Thread(target=lambda: result.update(r=exchange(targets[target], pieces, pause=0.15)))
+    sent_at: list[float] = []
+    slow = threading.Thread(target=lambda: result.update(
+        r=exchange(targets[target], pieces, pause=0.15, sent_at=sent_at)))
     slow.start()
-    time.sleep(0.3)
+    answered_at: list[float] = []
     try:
+        wait_for(lambda: len(sent_at) >= 2, 5, "the slow client's first pieces on the wire")
         for _ in range(5):
             fast = requests.post(f"http://127.0.0.1:{targets[target]}/v1/ner", json={"text": "北京"}, timeout=5)
             assert fast.status_code == 200
+            answered_at.append(time.monotonic())
     finally:
         slow.join(timeout=20)
     assert result["r"].status == 200
+    assert len(sent_at) == len(pieces)
+    # Its last piece left after every other request was answered: they did not wait for it.
+    assert max(answered_at) < sent_at[-1], (
+        f"the last fast answer came {max(answered_at) - sent_at[-1]:+.2f}s after the slow request was complete")

@@ -32,10 +32,11 @@ def request_bytes(path: str, body: bytes, headers: dict[str, str] | None = None,
 
 
 def exchange(port: int, pieces: list[bytes], pause: float = 0.0, timeout: float = 10.0,
-             half_close: bool = False) -> RawResponse:
+             half_close: bool = False, sent_at: list[float] | None = None) -> RawResponse:
     """Send pieces (pausing between them), then read one response; a peer that stops reading is fine.
 
     half_close ends the client's sending side, as a client that lied about the body length and gave up.
+    sent_at, when given, gets the time.monotonic() at which each piece was handed to the socket.
     """
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         for index, piece in enumerate(pieces):
@@ -45,6 +46,8 @@ def exchange(port: int, pieces: list[bytes], pause: float = 0.0, timeout: float 
                 sock.sendall(piece)
             except (BrokenPipeError, ConnectionResetError):
                 break  # the server answered early (e.g. 413) and closed: read what it said
+            if sent_at is not None:
+                sent_at.append(time.monotonic())
         if half_close:
             try:
                 sock.shutdown(socket.SHUT_WR)
