@@ -16,6 +16,9 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # with a Chinese font) and redis-server (shared result cache). `setup.sh --for-tests`.
 need_apt=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+# Monitoring (docs/OBSERVABILITY.md): Prometheus 2.42 with promtool, mtail for the gateway's log.
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v mtail >/dev/null 2>&1 || need_apt+=(mtail)
 if [ "${1:-}" = "--for-tests" ]; then
     [ -x /usr/bin/chromium ] || need_apt+=(chromium)
     [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
@@ -31,8 +34,19 @@ fi
 if [ ${#need_apt[@]} -gt 0 ]; then
     say "installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # No package may start its service (prometheus would listen on :9090 as a system service):
+    # the cluster's supervisor runs them. policy-rc.d answering 101 forbids it, for invoke-rc.d
+    # and deb-systemd-invoke alike; one put here for the install is removed after it.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    # Nor at the next boot, where systemd runs: the monitoring packages enable their units.
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable prometheus mtail >/dev/null 2>&1 || true
+    fi
 fi
 
 say "consul"
