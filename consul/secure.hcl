@@ -31,3 +31,10 @@ disable_remote_exec = true
 enable_script_checks = false
 enable_local_script_checks = false
 disable_update_check = true
+
+# Metrics at /v1/agent/metrics?format=prometheus (read with an agent:read token, e.g. the
+# prometheus role's). Kept for a minute after their last update, longer than a scrape interval.
+telemetry {
+  prometheus_retention_time = "60s"
+  disable_hostname = true
+}

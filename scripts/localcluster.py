@@ -21,7 +21,7 @@ from typing import Callable
 
 import requests
 
-from scripts.localmode import gateway
+from scripts.localmode import gateway, monitoring
 from scripts.localmode.config import REPO_ROOT, SERVICE_NAME, ClusterConfig, load_config, on_free_ports
 from scripts.localmode.consul import consul_ports, consul_program, has_leader, ports_override
 from scripts.localmode.procs import (child_pids, command_of, listeners, pid_alive, pids_under, port_listened,
@@ -113,6 +113,8 @@ class LocalCluster:
             return self.config.consul_http_port
         if name == "nginx":
             return self.config.gateway_port
+        if name in monitoring.PROGRAMS:
+            return monitoring.port_of(self.config, name)
         return current_port(self.config.run_dir, name) if is_worker(name) else 0
 
     def _proc(self, state: ProgramState) -> Proc:
@@ -330,7 +332,10 @@ class LocalCluster:
             raise RuntimeError(f"the running cluster is in {running} mode: `make down` first")
         self.start_consul()
         self.start_gateway()
+        if self.config.monitor:
+            monitoring.start(self)
         running = max(workers, len(self.configured_workers()))
+        monitoring.set_wanted(self, running)
         self._start_missing(running)
         took = self.wait_workers_passing(running)
         self.say(f"workers: {running} passing in Consul after {took:.1f}s")
@@ -339,6 +344,8 @@ class LocalCluster:
             self.wait_gateway_routes_to_all()
         self.say(f"gateway:   {self.config.gateway_url}  (POST /v1/ner, page at /)")
         self.say(f"consul UI: {self.config.consul_url}/ui/")
+        if "prometheus" in self.supervisor.configured():
+            self.say(f"prometheus: {self.config.prometheus_url}/targets  (alerts at /alerts)")
         if self.secure:
             operator = self.secrets().file("operator.token")
             self.say(f"secure mode: ACLs default deny; the UI and `python -m registrar` need the operator "
@@ -351,6 +358,7 @@ class LocalCluster:
         """Grow or shrink to count workers without touching the others."""
         if count < 0:
             raise ValueError("WORKERS must be 0 or more")
+        monitoring.set_wanted(self, count)
         configured = self.configured_workers()
         if len(configured) < count:
             self._start_missing(count)
@@ -377,7 +385,7 @@ class LocalCluster:
     def cluster_ports(self) -> list[int]:
         """Every port a program of this cluster listens on."""
         workers = [port for name in self.configured_workers() for port in ports_in(self.supervisor.program_file(name))]
-        return sorted({self.config.gateway_port, *consul_ports(self.config), *workers})
+        return sorted({self.config.gateway_port, *consul_ports(self.config), *workers, *monitoring.ports(self)})
 
     def down(self) -> None:
         """Stop everything this run directory started, workers first (they drain), and check nothing is left."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +37,14 @@ class ClusterConfig:
     # Gateway rate limit overrides ("" = the mode's default): NER_GATEWAY_RATE / NER_GATEWAY_BURST.
     gateway_rate: str = ""
     gateway_burst: str = ""
+    # Monitoring (scripts/localmode/monitoring.py): NER_MONITOR=0 leaves Prometheus and mtail out.
+    monitor: bool = True
+    prometheus_port: int = 9090
+    mtail_port: int = 3903
+    # Prometheus' intervals (NER_PROMETHEUS_SCRAPE_INTERVAL, _EVALUATION_INTERVAL, _SD_REFRESH).
+    scrape_interval: str = "10s"
+    evaluation_interval: str = "10s"
+    sd_refresh: str = "5s"
 
     def rate_limit(self, secure: bool) -> RateLimit:
         return RateLimit.from_env({"NER_GATEWAY_RATE": self.gateway_rate,
@@ -48,6 +57,21 @@ class ClusterConfig:
     @property
     def consul_url(self) -> str:
         return f"http://127.0.0.1:{self.consul_http_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+
+_DURATION = re.compile(r"[1-9][0-9]*(ms|s|m|h)")
+
+
+def _duration(environ: Mapping[str, str], name: str, default: str) -> str:
+    """A Prometheus duration such as 10s; a bad one fails before anything starts."""
+    value = environ.get(name, "").strip() or default
+    if not _DURATION.fullmatch(value):
+        raise ValueError(f"{name}={value!r}: expected a duration such as 500ms, 10s or 1m")
+    return value
 
 
 def _split_listen(value: str) -> tuple[str, int]:
@@ -73,6 +97,12 @@ def load_config(environ: Mapping[str, str] = os.environ) -> ClusterConfig:
         secure=parse_flag("NER_SECURE", environ.get("NER_SECURE", "")),
         gateway_rate=environ.get("NER_GATEWAY_RATE", "").strip(),
         gateway_burst=environ.get("NER_GATEWAY_BURST", "").strip(),
+        monitor=parse_flag("NER_MONITOR", environ.get("NER_MONITOR", "")) is not False,
+        prometheus_port=int(environ.get("NER_PROMETHEUS_PORT", "9090")),
+        mtail_port=int(environ.get("NER_MTAIL_PORT", "3903")),
+        scrape_interval=_duration(environ, "NER_PROMETHEUS_SCRAPE_INTERVAL", "10s"),
+        evaluation_interval=_duration(environ, "NER_PROMETHEUS_EVALUATION_INTERVAL", "10s"),
+        sd_refresh=_duration(environ, "NER_PROMETHEUS_SD_REFRESH", "5s"),
     )
     config.rate_limit(bool(config.secure))  # a bad NER_GATEWAY_RATE/BURST fails here, before anything starts
     return config
@@ -81,4 +111,5 @@ def load_config(environ: Mapping[str, str] = os.environ) -> ClusterConfig:
 def on_free_ports(config: ClusterConfig) -> ClusterConfig:
     """The same cluster on free loopback ports, so it never collides with a running `make up` cluster."""
     return replace(config, gateway_host="127.0.0.1", gateway_port=free_port(), consul_http_port=free_port(),
-                   worker_base_port=free_port_block(WORKER_PORT_BLOCK))
+                   worker_base_port=free_port_block(WORKER_PORT_BLOCK), prometheus_port=free_port(),
+                   mtail_port=free_port())
