@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WORKERS ?= 2
 
-.PHONY: setup setup-tests bench up down scale status test test-unit test-integration test-web bench-metrics chaos heal kill-midresponse soak load test-compose test-multihost fetch-msra train-model eval clean
+.PHONY: setup setup-tests bench up down scale status logs test test-unit test-integration test-web bench-metrics chaos heal kill-midresponse soak load test-compose test-multihost fetch-msra train-model eval clean
 
 setup:  ## install nginx, Consul, the Python packages and the default model (idempotent)
 	@bash scripts/setup.sh
@@ -12,8 +12,9 @@ setup-tests:  ## setup, plus what only the tests need (Chromium, redis-server, t
 	@bash scripts/setup.sh --for-tests
 
 SECURE ?=
-up: setup  ## start the local cluster (only what is missing) and wait until it serves; SECURE=1: ACLs, gossip encryption, tight rate limit (docs/SECURITY.md)
-	@NER_SECURE=$(SECURE) $(PY) scripts/cluster.py up --workers $(WORKERS)
+MONITOR ?=
+up: setup  ## start the local cluster (only what is missing) and wait until it serves; SECURE=1: ACLs, gossip encryption, tight rate limit (docs/SECURITY.md); MONITOR=0: without Prometheus and mtail (docs/OBSERVABILITY.md)
+	@NER_SECURE=$(SECURE) NER_MONITOR=$(MONITOR) $(PY) scripts/cluster.py up --workers $(WORKERS)
 
 down:  ## stop everything the local cluster started
 	@$(PY) scripts/cluster.py down
@@ -23,6 +24,9 @@ scale:  ## grow or shrink the running cluster: make scale WORKERS=N
 
 status:  ## each worker: ID, address, health, model, in-flight and served requests
 	@$(PY) scripts/cluster.py status
+
+logs:  ## every log of the local cluster merged in time order: make logs [FOLLOW=1] [REQUEST_ID=id] (docs/OBSERVABILITY.md)
+	@$(PY) -m scripts.localmode.logmerge $(if $(FOLLOW),--follow) $(if $(REQUEST_ID),--request-id $(REQUEST_ID))
 
 test: setup-tests  ## the whole test suite, against real Consul, nginx and gunicorn
 	@$(PY) -m pytest
