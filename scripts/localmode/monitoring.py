@@ -157,23 +157,24 @@ def reload(config: ClusterConfig) -> None:
 
 
 def start(cluster: "LocalCluster") -> None:
-    """mtail, the discovery, then Prometheus with this cluster's configuration; each only if missing."""
+    """mtail, the discovery, then Prometheus with this cluster's configuration; each only if missing.
+
+    A port held by a process the cluster did not start (another Prometheus on 9090) leaves
+    monitoring out with a message: the service itself does not depend on it.
+    """
     cfg = cluster.config
-    access_log(cfg).touch()  # mtail follows the files that exist when it starts
-
-    def build_mtail() -> Program:
+    try:
         cluster._check_port(cfg.mtail_port, "NER_MTAIL_PORT")
-        return mtail_program(cfg)
-
-    def build_prometheus() -> Program:
         cluster._check_port(cfg.prometheus_port, "NER_PROMETHEUS_PORT")
-        return prometheus_program(cfg)
-
-    cluster._ensure("mtail", build_mtail)
+    except RuntimeError as error:
+        cluster.say(f"monitoring: left out: {error}")
+        return
+    access_log(cfg).touch()  # mtail follows the files that exist when it starts
+    cluster._ensure("mtail", lambda: mtail_program(cfg))
     cluster._wait_program("mtail", lambda: _mtail_up(cfg), START_SECONDS, "mtail")
     cluster._ensure("discovery", lambda: discovery_program(cfg, cluster.token_file(ROLE)))
     write_prometheus_conf(cfg, cluster.token_file(ROLE))
-    if not cluster._ensure("prometheus", build_prometheus):
+    if not cluster._ensure("prometheus", lambda: prometheus_program(cfg)):
         reload(cfg)
     took = cluster._wait_program("prometheus", lambda: ready(cfg), START_SECONDS, "Prometheus ready")
     cluster.say(f"monitoring: Prometheus ready in {took:.1f}s at {cfg.prometheus_url}, gateway metrics by mtail")

@@ -6,12 +6,13 @@ import re
 from registrar.config import SERVICE_NAME
 
 GLOBAL_MANAGEMENT_POLICY_ID = "00000000-0000-0000-0000-000000000001"
-ROLES = ("worker", "gateway", "agent", "operator")
-POLICY_ROLES = ("worker", "gateway", "agent")  # operator holds global-management instead
+ROLES = ("worker", "gateway", "agent", "prometheus", "operator")
+POLICY_ROLES = ("worker", "gateway", "agent", "prometheus")  # operator holds global-management instead
 ROLE_DESCRIPTIONS = {
     "worker": "ner worker: registers, drains and deregisters ner-worker instances",
     "gateway": "ner gateway renderer: reads service health",
     "agent": "ner consul agent: anti-entropy of its own node",
+    "prometheus": "ner prometheus: reads service health and the agent's metrics",
     "operator": "ner operator: management (CLI, UI)",
 }
 
@@ -21,7 +22,7 @@ Rules = dict[str, dict[str, dict[str, str]]]
 def policy_name(role: str, service: str = SERVICE_NAME) -> str:
     """Consul policy name of a role (operator has none: it holds global-management)."""
     return {"worker": f"{service}-worker", "gateway": f"{service}-gateway",
-            "agent": f"{service}-agent"}[role]
+            "agent": f"{service}-agent", "prometheus": f"{service}-prometheus"}[role]
 
 
 def policy_link(role: str, service: str = SERVICE_NAME) -> dict[str, str]:
@@ -41,6 +42,7 @@ def policy_rules(role: str, service: str = SERVICE_NAME, node: str | None = None
     gateway: read-only: the health of any service and the nodes they run on.
     agent:   the agent's own anti-entropy: write its node entry, read services. With `node`
              the grant is that node only; without it (compose: node names vary) any node.
+    prometheus: read-only: the gateway's reads, plus agent:read for /v1/agent/metrics.
     """
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", service):
         raise ValueError(f"bad service name {service!r}")
@@ -48,6 +50,8 @@ def policy_rules(role: str, service: str = SERVICE_NAME, node: str | None = None
         return {"service": _grant("write", service), "node_prefix": _grant("read")}
     if role == "gateway":
         return {"service_prefix": _grant("read"), "node_prefix": _grant("read")}
+    if role == "prometheus":
+        return {"service_prefix": _grant("read"), "node_prefix": _grant("read"), "agent_prefix": _grant("read")}
     if role == "agent":
         if node is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", node):
             raise ValueError(f"bad node name {node!r}")

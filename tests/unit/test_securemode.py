@@ -171,7 +171,7 @@ class NoPrograms:
 
 def test_secure_mode_is_sticky_until_switched_off_explicitly(tmp_path, monkeypatch):
     started = []
-    base = replace(load_config({}), run_dir=tmp_path)
+    base = replace(load_config({"NER_MONITOR": "0"}), run_dir=tmp_path)
 
     def up(secure):
         cluster = LocalCluster(replace(base, secure=secure), say=lambda m: None)
