@@ -183,3 +183,26 @@ def test_metrics_through_the_gateway_are_refused_while_prometheus_scrapes_every_
     wait_for(lambda: up_ids(cluster) == wanted, DISCOVERY_SECONDS, "every passing worker as an up target")
     scraped = api(cluster, "query", query='ner_http_requests_total{job="ner-worker"}')["result"]
     assert {series["metric"]["instance_id"] for series in scraped} == wanted
+
+
+@pytest.fixture(scope="module")
+def secured() -> Iterator[LocalCluster]:
+    with mock.patch.dict(os.environ, {**FAST, "NER_MONITOR": "1", "NER_SECURE": "1"}):
+        with started_cluster("ner-monitoring-secure-", workers=1) as local:
+            yield local
+
+
+def test_in_secured_mode_prometheus_reads_consul_with_a_read_only_token_of_its_own(secured):
+    def every_job_up() -> bool:
+        targets = api(secured, "targets", state="active")["activeTargets"]
+        return {target["labels"]["job"]: target["health"] for target in targets} == {
+            "consul": "up", "gateway": "up", "ner-worker": "up", "prometheus": "up"}
+    wait_for(every_job_up, DISCOVERY_SECONDS, "Consul's metrics and the worker scraped with the prometheus token")
+    token = secured.token("prometheus")
+    conf = (secured.config.run_dir / "prometheus" / "prometheus.yml").read_text()
+    assert token not in conf and str(secured.token_file("prometheus")) in conf
+    consul = secured.config.consul_url
+    register = requests.put(f"{consul}/v1/agent/service/register", json={"Name": "intruder", "Port": 1},
+                            headers={"X-Consul-Token": token}, timeout=5)
+    assert register.status_code == 403
+    assert requests.get(f"{consul}/v1/agent/metrics", params={"format": "prometheus"}, timeout=5).status_code == 403
