@@ -12,7 +12,8 @@ from typing import Iterator
 from tests.multihost.hosts import (CONSUL_PORT, PYTHON, Gateway, ns_http, ns_json, start_consul_server,
                                    start_gateway, start_worker)
 from tests.multihost.netns import Host, Network
-from tests.support.processes import REPO_ROOT, ManagedProcess, wait_until
+from tests.support.processes import REPO_ROOT, ManagedProcess
+from tests.support.waiting import wait_for
 
 HOST_INDEX = {"a": 11, "b": 12, "c": 13}
 WORKER_HOSTS = ("b", "c")
@@ -119,20 +120,19 @@ def start_cluster(workdir: Path, record) -> Iterator[MultiHostCluster]:
         started = time.monotonic()
         for name in HOST_INDEX:
             cluster.start_consul(name, bootstrap=name == FIRST_LEADER)
-        took = wait_until(lambda: cluster.leader("a") == FIRST_LEADER and all(cluster.peers(n) == 3 for n in HOST_INDEX),
-                          60, interval=0.2, describe="3 Consul servers with a leader", on_timeout=cluster.logs)
+        took = wait_for(lambda: cluster.leader("a") == FIRST_LEADER and all(cluster.peers(n) == 3 for n in HOST_INDEX),
+                        60, "3 Consul servers with a leader", interval=0.2, on_timeout=cluster.logs)
         record("multihost_consul_cluster_formed_s", took)
         for name in WORKER_HOSTS:
             cluster.workers[name] = start_worker(cluster.host(name), workdir)
         cluster.gateway = start_gateway(cluster.host("a"), workdir / "gateway")
-        wait_until(lambda: len(cluster.passing_addresses()) == len(WORKER_HOSTS), 240, interval=0.5,
-                   describe="workers on B and C passing", on_timeout=cluster.logs)
-        wait_until(lambda: cluster.upstream_hosts() == set(WORKER_HOSTS) and cluster.gateway_serves(), 60,
-                   interval=0.3, describe="the gateway routing to B and C", on_timeout=cluster.logs)
+        wait_for(lambda: len(cluster.passing_addresses()) == len(WORKER_HOSTS), 240, "workers on B and C passing",
+                 interval=0.5, on_timeout=cluster.logs)
+        wait_for(lambda: cluster.upstream_hosts() == set(WORKER_HOSTS) and cluster.gateway_serves(), 60,
+                 "the gateway routing to B and C", interval=0.3, on_timeout=cluster.logs)
         # Joined servers vote only after autopilot promotes them (10 s); before that, losing
         # one server loses the quorum.
-        wait_until(lambda: cluster.voters("a") == 3, 60, interval=0.5, describe="3 Raft voters",
-                   on_timeout=cluster.logs)
+        wait_for(lambda: cluster.voters("a") == 3, 60, "3 Raft voters", interval=0.5, on_timeout=cluster.logs)
         record("multihost_cluster_serving_s", time.monotonic() - started)
         yield cluster
     finally:
@@ -156,8 +156,7 @@ class LoopRun:
                           "--max-seconds", str(max_seconds), "--stop-file", str(stop_file)])
         process = ManagedProcess(name=base.name, argv=argv, log_path=base.with_suffix(".log"), cwd=REPO_ROOT).start()
         run = cls(process=process, out=out, stop_file=stop_file)
-        wait_until(lambda: len(run.outcomes()) >= 3, 30, describe="the request loop's first answers",
-                   on_timeout=process.log_tail)
+        wait_for(lambda: len(run.outcomes()) >= 3, 30, "the request loop's first answers", on_timeout=process.log_tail)
         return run
 
     def outcomes(self) -> list[dict]:

@@ -15,9 +15,11 @@ from typing import Iterator
 import pytest
 
 from tests.multihost.cluster import MultiHostCluster, failed, retried, start_cluster
-from tests.support.processes import wait_until
+from tests.support.waiting import wait_for, wait_outcomes
 
 REMOVAL_LIMIT_S = 15.0
+# Answers the request loop collects before a failure, while it lasts and after it.
+SETTLE_OUTCOMES = 20
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def test_gateway_on_a_reaches_workers_on_b_and_c(cluster: MultiHostCluster) -> N
     assert addresses == {cluster.host("b").address, cluster.host("c").address}
 
     loop = cluster.request_loop("spread", max_seconds=30)
-    wait_until(lambda: len(loop.outcomes()) >= 40, 30, describe="40 requests")
+    wait_outcomes(loop.outcomes, 40)
     outcomes = loop.stop()
 
     assert not failed(outcomes)
@@ -64,20 +66,20 @@ def test_cut_link_drops_host_b_within_15s_and_restoring_brings_it_back(cluster: 
     loop = cluster.request_loop("cut-link", max_seconds=150)
     cut = False
     try:
-        time.sleep(1.0)
+        wait_outcomes(loop.outcomes, SETTLE_OUTCOMES)
         cut_at = time.monotonic()
         cluster.net.cut("b")
         cut = True
-        removed = wait_until(lambda: "b" not in cluster.upstream_hosts(), 30, interval=0.1,
-                             describe="host B out of the gateway's upstream", on_timeout=cluster.logs)
-        time.sleep(2.0)
+        removed = wait_for(lambda: "b" not in cluster.upstream_hosts(), 30, "host B out of the gateway's upstream",
+                           interval=0.1, on_timeout=cluster.logs)
+        wait_outcomes(loop.outcomes, SETTLE_OUTCOMES)  # served by C alone
         restored_at = time.monotonic()
         cluster.net.restore("b")
         cut = False
-        back = wait_until(lambda: "b" in cluster.upstream_hosts(), 90, interval=0.1,
-                          describe="host B back in the gateway's upstream", on_timeout=cluster.logs)
-        wait_until(lambda: any(o["sent"] > restored_at + back and o["worker"] in on_b
-                               for o in loop.outcomes()), 30, describe="a request served on B again")
+        back = wait_for(lambda: "b" in cluster.upstream_hosts(), 90, "host B back in the gateway's upstream",
+                        interval=0.1, on_timeout=cluster.logs)
+        wait_for(lambda: any(o["sent"] > restored_at + back and o["worker"] in on_b for o in loop.outcomes()), 30,
+                 "a request served on B again")
     finally:
         if cut:
             cluster.net.restore("b")  # the next test needs all three hosts
@@ -95,25 +97,24 @@ def test_cut_link_drops_host_b_within_15s_and_restoring_brings_it_back(cluster: 
 
 def test_killing_the_consul_leader_elects_another_and_the_gateway_keeps_serving(
         cluster: MultiHostCluster, record_figure) -> None:
-    wait_until(lambda: cluster.voters("a") == 3, 60, interval=0.5, describe="3 Raft voters",
-               on_timeout=cluster.logs)
+    wait_for(lambda: cluster.voters("a") == 3, 60, "3 Raft voters", interval=0.5, on_timeout=cluster.logs)
     old = cluster.leader("a")
     assert old is not None
     survivors = [name for name in cluster.net.hosts if name != old]
     loop = cluster.request_loop("leader-kill", max_seconds=120)
     try:
-        time.sleep(1.0)
+        wait_outcomes(loop.outcomes, SETTLE_OUTCOMES)
         killed_at = time.monotonic()
         cluster.kill_consul(old)
-        elected = wait_until(lambda: cluster.leader(survivors[0]) in survivors
-                             and cluster.leader(survivors[1]) == cluster.leader(survivors[0]),
-                             30, interval=0.1, describe="a new leader", on_timeout=cluster.logs)
-        time.sleep(5.0)
+        elected = wait_for(lambda: cluster.leader(survivors[0]) in survivors
+                           and cluster.leader(survivors[1]) == cluster.leader(survivors[0]),
+                           30, "a new leader", interval=0.1, on_timeout=cluster.logs)
+        wait_outcomes(loop.outcomes, SETTLE_OUTCOMES)  # served under the new leader
         cluster.start_consul(old)
-        rejoined = wait_until(lambda: all(cluster.peers(n) == 3 for n in cluster.net.hosts)
-                              and len(cluster.passing_addresses()) == 2
-                              and cluster.upstream_hosts() == {"b", "c"}, 90, interval=0.2,
-                              describe="the old leader back and both workers routed", on_timeout=cluster.logs)
+        rejoined = wait_for(lambda: all(cluster.peers(n) == 3 for n in cluster.net.hosts)
+                            and len(cluster.passing_addresses()) == 2
+                            and cluster.upstream_hosts() == {"b", "c"}, 90,
+                            "the old leader back and both workers routed", interval=0.2, on_timeout=cluster.logs)
     finally:
         outcomes = loop.stop()
 

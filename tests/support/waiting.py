@@ -43,5 +43,4 @@ def wait_outcomes(outcomes: Sized | Callable[[], Sized], more: int, timeout: flo
         return len(outcomes() if callable(outcomes) else outcomes)
 
     target = count() + more
-    return wait_for(lambda: count() >= target, timeout, f"{more} more request outcomes (to {target})",
-                    interval=0.01)
+    return wait_for(lambda: count() >= target, timeout, f"{more} more request outcomes (to {target})")
