@@ -27,7 +27,7 @@ import requests
 from upstream_renderer.dependency import aggregate_status
 from upstream_renderer.nginx import fill_nginx_conf
 
-from tests.support.consul import ConsulAgent, start_consul
+from tests.support.consul import ConsulAgent
 from tests.support.processes import REPO_ROOT, ManagedProcess, free_port, wait_until
 
 NGINX_TEMPLATE_DIR = REPO_ROOT / "nginx-template"
@@ -205,13 +205,6 @@ def start_gateway(consul: ConsulAgent, prefix: Path, template: Path, extra_args:
                describe="nginx up", on_timeout=gateway.diagnostics)
     wait_until(lambda: bool(gateway.log_lines()), 10, describe="renderer up", on_timeout=gateway.diagnostics)
     return gateway
-
-
-@pytest.fixture(scope="session")
-def consul(tmp_path_factory) -> Iterator[ConsulAgent]:
-    agent = start_consul(tmp_path_factory.mktemp("consul"))
-    yield agent
-    agent.process.stop()
 
 
 @pytest.fixture
@@ -485,14 +478,6 @@ def test_oversized_body_gets_a_json_413_from_the_gateway(gateway):
                              headers={"Content-Type": "application/json"}, timeout=5)
     assert response.status_code == 413
     assert set(response.json()) == {"title", "description"}
-
-
-@pytest.fixture
-def private_consul(tmp_path) -> Iterator[ConsulAgent]:
-    """A Consul agent of this test's own, for tests that stop or restart it."""
-    agent = start_consul(tmp_path / "private-consul", name="private")
-    yield agent
-    agent.process.stop()
 
 
 @pytest.fixture
