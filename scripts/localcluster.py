@@ -243,7 +243,8 @@ class LocalCluster:
         program = worker_program(self.config, index, ports, self.token_file("worker"))
         (program_dir(self.config.run_dir, program.name) / "port").unlink(missing_ok=True)
         self.supervisor.add(program)
-        port = wait_for(lambda: current_port(self.config.run_dir, program.name), 10, f"{program.name} to start")
+        # The launcher writes the port it chose as the program starts.
+        wait_for(lambda: current_port(self.config.run_dir, program.name), 10, f"{program.name} to start")
         state = self.supervisor.state(program.name)
         return Proc(name=program.name, pid=state.pid if state else 0, port=self.port_of(program.name),
                     log=state.log if state else "")
@@ -345,7 +346,7 @@ class LocalCluster:
         self.say(f"gateway:   {self.config.gateway_url}  (POST /v1/ner, page at /)")
         self.say(f"consul UI: {self.config.consul_url}/ui/")
         if "prometheus" in self.supervisor.configured():
-            self.say(f"prometheus: {self.config.prometheus_url}/targets  (alerts at /alerts)")
+            self.say(f"prometheus: {self.config.prometheus_url}/classic/targets  (alerts at /classic/alerts)")
         if self.secure:
             operator = self.secrets().file("operator.token")
             self.say(f"secure mode: ACLs default deny; the UI and `python -m registrar` need the operator "

@@ -157,8 +157,8 @@ def test_status_piped_into_a_reader_that_went_away_exits_cleanly(cluster):
 def test_status_shows_state_uptime_and_restarts_of_every_program(whole, capsys):
     victim = whole.live()["renderer"].pid
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: "renderer" in whole.live() and whole.live()["renderer"].pid != victim, 10,
-             "renderer running again")
+    wait_for(lambda: (state := whole.supervisor.state("renderer")) is not None and state.running
+             and state.pid != victim, 10, "renderer RUNNING again")  # RUNNING one second after it started
     whole.print_status()
     lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
     for name in ("consul", "nginx", "renderer", "worker-1", "worker-2"):
