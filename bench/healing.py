@@ -66,6 +66,7 @@ class Healed:
     requests: dict[str, int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
     gap_ms: float = 0.0  # serving_gap_ms over both clients
+    failures: list[str] = field(default_factory=list)  # the retrying client's, for the test's message
 
 
 def _wait_records(load: PacedLoad, more: int, timeout: float) -> None:
@@ -103,10 +104,13 @@ def kill_and_heal(cluster: LocalCluster, program: str, workers: int = 2, rate: f
 
 
 def _tally(records: list[Record]) -> dict:
+    t0 = min((r.sent_at for r in records), default=0.0)
     by_kind = {kind: [r for r in records if r.kind == kind] for kind in KINDS}
     return {"requests": {kind: len(rs) for kind, rs in by_kind.items()},
             "failed": {kind: sum(not r.ok for r in rs) for kind, rs in by_kind.items()},
-            "gap_ms": serving_gap_ms(records)}
+            "gap_ms": serving_gap_ms(records),
+            "failures": [f"{r.sent_at - t0:.2f}s {r.request_id}: {r.status or r.error} "
+                         f"after {r.latency:.2f}s" for r in by_kind["retrying"] if not r.ok][:10]}
 
 
 @dataclass
@@ -119,6 +123,8 @@ class KillLoop:
     requests: dict[str, int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
     gap_ms: float = 0.0
+    failures: list[str] = field(default_factory=list)
+    timeline: list[str] = field(default_factory=list)  # each kill, seconds from the start
 
 
 def kill_loop(cluster: LocalCluster, kills: int = 20, seconds: float = 120.0, workers: int = 2,
@@ -133,6 +139,7 @@ def kill_loop(cluster: LocalCluster, kills: int = 20, seconds: float = 120.0, wo
     load = PacedLoad(f"{cluster.config.gateway_url}/v1/ner", rate=rate, threads=2, kinds=KINDS,
                      max_seconds=seconds + 120).start()
     done: list[str] = []
+    timeline: list[str] = []
     started = time.monotonic()
     try:
         for index in range(kills):
@@ -147,6 +154,7 @@ def kill_loop(cluster: LocalCluster, kills: int = 20, seconds: float = 120.0, wo
                 victim = rng.choice(candidates)
                 os.kill(live[victim].pid, signal.SIGKILL)
                 done.append(victim)
+                timeline.append(f"{time.monotonic() - started:.2f}s {victim}")
             time.sleep(max(0.0, next_at - time.monotonic()))
         last = time.monotonic()
         wait_full_shape(cluster, workers, timeout=90)
@@ -154,4 +162,4 @@ def kill_loop(cluster: LocalCluster, kills: int = 20, seconds: float = 120.0, wo
         _wait_records(load, int(rate * 2), 20)
     finally:
         load.stop()
-    return KillLoop(done, time.monotonic() - started, whole, **_tally(load.records))
+    return KillLoop(done, time.monotonic() - started, whole, timeline=timeline, **_tally(load.records))
