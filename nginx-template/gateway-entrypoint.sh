@@ -13,7 +13,7 @@ consul=${CONSUL_HTTP_ADDR:-consul:8500}
 conf=$prefix/nginx.conf
 upstream=$prefix/upstream.conf
 
-log() { printf '{"logger":"gateway","msg":"%s"}\n' "$*" >&2; }
+log() { printf '{"time":"%s","level":"INFO","logger":"gateway","event":"%s"}\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$*" >&2; }
 # python3 -m upstream_renderer: the package is in $etc.
 export PYTHONPATH="$etc${PYTHONPATH:+:$PYTHONPATH}"
 

@@ -290,7 +290,7 @@ def add_backend(consul: ConsulAgent, gateway: Gateway, backend: Backend) -> floa
 
 
 def test_renderer_announces_it_is_the_project_renderer(gateway):
-    assert gateway.log_lines()[0]["msg"].startswith("renderer: project renderer")
+    assert gateway.log_lines()[0]["event"].startswith("renderer: project renderer")
 
 
 def test_gateway_health_is_answered_by_nginx_without_any_worker(gateway):
@@ -362,7 +362,7 @@ def test_no_reload_when_consul_changes_but_the_upstream_does_not(consul, gateway
     index_after = int(consul.get(f"/v1/health/service/{gateway.service}").headers["X-Consul-Index"])
 
     def renderer_saw_it() -> bool:
-        return any(line.get("msg") == "consul changed, upstream did not" and line["index"] >= index_after
+        return any(line.get("event") == "consul changed, upstream did not" and line["index"] >= index_after
                    for line in gateway.log_lines())
     wait_until(renderer_saw_it, 5, describe="renderer saw the new index", on_timeout=gateway.diagnostics)
     assert gateway.reload_count() == reloads
@@ -493,7 +493,7 @@ def test_consul_outage_keeps_the_last_good_upstream(private_consul, private_gate
     add_backend(private_consul, gateway, backend)
     before = gateway.upstream_text()
     private_consul.process.stop()
-    wait_until(lambda: any("consul unavailable" in line.get("msg", "") for line in gateway.log_lines()), 5,
+    wait_until(lambda: any("consul unavailable" in line.get("event", "") for line in gateway.log_lines()), 5,
                describe="outage noticed", on_timeout=gateway.diagnostics)
     assert gateway.upstream_text() == before
     assert gateway.routes_to(backend)
