@@ -76,7 +76,7 @@ def busy(worker: Proc, holders: int) -> Iterator[list[int]]:
             thread.join(timeout=60)
 
 
-# The renderer applies a change after at most its quiescence maximum (render_upstream's wait 0.2s:2s).
+# The renderer applies a change after at most its quiescence maximum (the renderer's --wait 0.2s:2s).
 RENDER_WAIT_MAX_S = 2.0
 
 

@@ -239,7 +239,7 @@ def test_nginx_config_passes_nginx_t_in_both_modes_and_without_a_limits_snippet(
     check = subprocess.run([cluster.config.nginx_bin, "-t", *args], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
     assert "rate=5r/s" in (cluster.nginx_dir() / "limits.d" / "rate.conf").read_text()
-    # The same template with a normal-mode snippet, and with none (render_upstream.fill_nginx_conf users).
+    # The same template with a normal-mode snippet, and with none (upstream_renderer fill-nginx-conf users).
     normal = LocalCluster(replace(cluster.config, run_dir=tmp_path, secure=False, gateway_rate="",
                                   gateway_burst=""), say=lambda message: None)
     write_nginx_conf(normal.config, secure=False)

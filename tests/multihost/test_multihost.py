@@ -1,7 +1,7 @@
 """A cluster spanning three hosts (network namespaces): what survives a cut link and a dead leader.
 
 Hosts A, B, C each run a Consul server; workers on B and C register with their own host's
-agent under their host address; the gateway (nginx + render_upstream.py) on A reads A's agent.
+agent under their host address; the gateway (nginx + the upstream_renderer package) on A reads A's agent.
 Every request comes from a bounded, retrying client inside A.
 """
 from __future__ import annotations
