@@ -13,7 +13,6 @@ recorded in RUN_DIR/mode, so `scale`, `status` and `down` follow a running clust
 """
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,23 +20,22 @@ from typing import Callable
 
 import requests
 
-from scripts.localmode import gateway, monitoring
+from scripts.localmode import gatewaychecks, monitoring
 from scripts.localmode.config import REPO_ROOT, SERVICE_NAME, ClusterConfig, load_config, on_free_ports
-from scripts.localmode.consul import consul_ports, consul_program, has_leader, ports_override
-from scripts.localmode.procs import (child_pids, command_of, listeners, pid_alive, pids_under, port_listened,
-                                     stop_pids)
-from scripts.localmode.programs import log_file, program_dir, starts_dir
+from scripts.localmode.consul import consul_ports
+from scripts.localmode.procs import (child_pids, pid_alive)
+from scripts.localmode.programs import starts_dir
+from scripts.localmode.mode import RunMode
+from scripts.localmode.starts import ProgramStarts
 from scripts.localmode.supervisor import ProgramState, Supervisor
+from scripts.localmode.teardown import sweep
 from scripts.localmode.waiting import wait_for
-from scripts.localmode.workers import current_port, index_of, is_worker, ports_in, worker_ports, worker_program
+from scripts.localmode.workers import current_port, index_of, is_worker, ports_in
 from scripts.ports import port_is_free
-from scripts.secured.acl_setup import ensure_acls
-from scripts.secured.secretfiles import SecretStore, ensure_gossip_key
+from scripts.secured.secretfiles import SecretStore
 
 __all__ = ["REPO_ROOT", "SERVICE_NAME", "ClusterConfig", "LocalCluster", "Proc", "child_pids", "load_config",
            "on_free_ports", "pid_alive", "port_is_free", "wait_for"]
-
-LEFTOVER_STOP_SECONDS = 10.0
 
 
 @dataclass
@@ -54,58 +52,36 @@ class Proc:
 
 
 @dataclass
-class LocalCluster:
+class LocalCluster(ProgramStarts):
     """Start, inspect, scale and stop the local cluster of config.run_dir."""
 
     config: ClusterConfig
     say: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr, flush=True))
 
     supervisor: Supervisor = field(init=False)
+    mode: RunMode = field(init=False)
 
     def __post_init__(self) -> None:
         self.supervisor = Supervisor(self.config.run_dir, self.config.python)
+        self.mode = RunMode(self.config.run_dir, self.config.secure)
 
-    # ---- secured mode -----------------------------------------------------------------------
-    @property
-    def mode_path(self) -> Path:
-        return self.config.run_dir / "mode"
-
+    # ---- secured mode (scripts/localmode/mode.py) ---------------------------------------------
     @property
     def secure(self) -> bool:
         """The mode of the Consul this run directory started last; config.secure before any start."""
-        try:
-            return self.mode_path.read_text().strip() == "secure"
-        except FileNotFoundError:
-            return bool(self.config.secure)
-
-    def _set_mode(self, secure: bool) -> None:
-        self.config.run_dir.mkdir(parents=True, exist_ok=True)
-        self.mode_path.write_text("secure\n" if secure else "normal\n")
+        return self.mode.secure
 
     def secrets(self) -> SecretStore:
-        """RUN_DIR/secrets: 0700 directory, one 0600 file per secret (docs/SECURITY.md)."""
-        return SecretStore(self.config.run_dir / "secrets")
+        return self.mode.secrets()
 
     def token(self, role: str) -> str | None:
-        """The Consul token of a role (worker, gateway, agent, operator) in secure mode, else None."""
-        if not self.secure:
-            return None
-        secret = self.secrets().token(role)
-        if not secret:
-            raise RuntimeError(f"secure mode, but no {role} token in {self.secrets().path}: run `up` again")
-        return secret
+        return self.mode.token(role)
 
     def token_file(self, role: str) -> Path | None:
-        """Where a program reads its role's token at each start (kept out of the supervisor's files)."""
-        return self.secrets().file(f"{role}.token") if self.secure else None
+        return self.mode.token_file(role)
 
     def token_env(self, role: str) -> dict[str, str]:
-        secret = self.token(role)
-        return {"CONSUL_HTTP_TOKEN": secret} if secret else {}
-
-    def _consul_headers(self, role: str = "gateway") -> dict[str, str]:
-        secret = self.token(role)
-        return {"X-Consul-Token": secret} if secret else {}
+        return self.mode.token_env(role)
 
     # ---- what runs ------------------------------------------------------------------------
     def port_of(self, name: str) -> int:
@@ -134,132 +110,11 @@ class LocalCluster:
         """Worker programs the supervisor keeps, running or not."""
         return sorted((name for name in self.supervisor.configured() if is_worker(name)), key=index_of)
 
-    def _log_tail(self, name: str, lines: int = 30) -> str:
-        try:
-            return "\n".join(log_file(self.config.run_dir, name).read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return ""
-
-    def _wait_program(self, name: str, ready: Callable[[], bool], timeout: float, what: str) -> float:
-        """Wait until ready(); a program that the supervisor gave up on (FATAL) fails at once, with its log."""
-        def up() -> bool:
-            state = self.supervisor.state(name)
-            if state is not None and state.state == "FATAL":
-                raise RuntimeError(f"{name} keeps exiting during start-up:\n{self._log_tail(name)}")
-            return ready()
-        try:
-            return wait_for(up, timeout, what)
-        except TimeoutError as error:
-            raise TimeoutError(f"{error}\n{self._log_tail(name)}") from None
-
-    def _check_port(self, port: int, setting: str) -> None:
-        """A port held by a process the cluster did not start is an error the user must resolve."""
-        if not port_listened(port):
-            return
-        ours = set(pids_under(self.config.run_dir / "work"))
-        foreign = [pid for pid in listeners(port) if pid not in ours]
-        if foreign:
-            who = ", ".join(f"pid {pid} ({command_of(pid)})" for pid in foreign)
-            raise RuntimeError(f"port {port} is taken by {who}: stop it or set {setting}")
-
-    def _ensure(self, name: str, build: Callable[[], object]) -> bool:
-        """Add the program if the supervisor does not have it, start it if it is stopped; True if added."""
-        state = self.supervisor.state(name)
-        if state is None:
-            self.supervisor.add(build())
-            return True
-        if state.state not in ("STARTING", "RUNNING", "BACKOFF", "STOPPING"):
-            self.say(f"{name}: {state.state.lower()}, starting it again")
-            self.supervisor.start(name)
-        return False
-
-    # ---- programs ---------------------------------------------------------------------------
-    def start_consul(self) -> Proc:
-        """The Consul agent: dev mode, or in secure mode a persistent server with ACLs (docs/SECURITY.md)."""
-        cfg = self.config
-        self.supervisor.ensure_running()
-
-        def build():
-            self._check_port(cfg.consul_http_port, "NER_CONSUL_HTTP_PORT")
-            gossip = None
-            if self.secure:
-                store = self.secrets()
-                store.ensure_dir()
-                gossip = ensure_gossip_key(store, cfg.consul_bin)
-            return consul_program(cfg, ports_override(cfg, self.secure), gossip)
-
-        self._ensure("consul", build)
-        took = self._wait_program("consul", lambda: has_leader(cfg), 30, "Consul leader")
-        if self.secure:
-            store = self.secrets()
-            setup = ensure_acls(f"127.0.0.1:{cfg.consul_http_port}", store, SERVICE_NAME, say=self.say)
-            what = "ACLs bootstrapped" if setup.bootstrapped else "ACLs in place"
-            self.say(f"consul: up in {took:.1f}s (secure: {what}, default deny, gossip encrypted), "
-                     f"UI at {cfg.consul_url}/ui/ (log in with {store.file('operator.token')})")
-        else:
-            self.say(f"consul: up in {took:.1f}s, UI at {cfg.consul_url}/ui/")
-        return self.live()["consul"]
-
-    def consul_has_leader(self) -> bool:
-        return has_leader(self.config)
-
-    def nginx_dir(self) -> Path:
-        return gateway.nginx_dir(self.config)
-
-    def nginx_args(self) -> list[str]:
-        return gateway.nginx_args(self.config)
-
-    def start_gateway(self) -> None:
-        """nginx with a first upstream rendered, then the renderer that keeps it live."""
-        cfg = self.config
-        gateway.write_nginx_conf(cfg, self.secure)
-
-        def build_nginx():
-            self._check_port(cfg.gateway_port, "NER_GATEWAY_LISTEN")
-            if not (self.nginx_dir() / "upstream.conf").exists():
-                gateway.render_once(cfg, {**os.environ, **self.token_env("gateway")})
-            return gateway.nginx_program(cfg)
-
-        self._ensure("nginx", build_nginx)
-        self._wait_program("nginx", self.gateway_alive, 15, "nginx gateway")
-        self._ensure("renderer", lambda: gateway.renderer_program(cfg, self.token_file("gateway")))
-        kind, _ = gateway.renderer_argv(cfg)
-        self.say(f"gateway: nginx at {cfg.gateway_url}, upstream kept by {kind}")
-
-    def gateway_alive(self) -> bool:
-        return requests.get(f"{self.config.gateway_url}/gateway/health", timeout=2).ok
-
-    def _free_worker_slot(self) -> tuple[int, tuple[int, ...]]:
-        """The lowest worker index that is not configured and whose ports nothing holds."""
-        configured = set(self.configured_workers())
-        index = 1
-        while f"worker-{index}" in configured or not all(port_is_free(p) for p in worker_ports(self.config, index)):
-            index += 1
-        return index, worker_ports(self.config, index)
-
-    def start_worker(self) -> Proc:
-        """One more worker program: gunicorn, which registers itself in Consul."""
-        index, ports = self._free_worker_slot()
-        program = worker_program(self.config, index, ports, self.token_file("worker"))
-        (program_dir(self.config.run_dir, program.name) / "port").unlink(missing_ok=True)
-        self.supervisor.add(program)
-        # The launcher writes the port it chose as the program starts.
-        wait_for(lambda: current_port(self.config.run_dir, program.name), 10, f"{program.name} to start")
-        state = self.supervisor.state(program.name)
-        return Proc(name=program.name, pid=state.pid if state else 0, port=self.port_of(program.name),
-                    log=state.log if state else "")
-
-    def stop_worker(self, name: str) -> None:
-        """Drain one worker and drop its program (the others keep running)."""
-        stuck = self.supervisor.remove([name], self._stop_timeout())
-        if stuck:
-            raise RuntimeError(f"{name} did not stop in {self._stop_timeout():.0f}s")
-
     # ---- cluster operations ------------------------------------------------------------
     def passing(self) -> list[dict]:
         """Healthy ner-worker instances as Consul reports them."""
         response = requests.get(f"{self.config.consul_url}/v1/health/service/{SERVICE_NAME}",
-                                params={"passing": "1"}, headers=self._consul_headers(), timeout=5)
+                                params={"passing": "1"}, headers=self.mode.consul_headers(), timeout=5)
         response.raise_for_status()
         return [entry["Service"] for entry in response.json()]
 
@@ -286,34 +141,12 @@ class LocalCluster:
 
     def wait_gateway_serving(self, timeout: float = 30) -> float:
         """Wait until a real NER request succeeds through the gateway."""
-        def served() -> bool:
-            response = requests.post(f"{self.config.gateway_url}/v1/ner", json={"text": "张三在北京工作。"},
-                                     timeout=5)
-            return response.status_code == 200
-        return wait_for(served, timeout, "a request to succeed through the gateway")
+        return gatewaychecks.wait_serving(self.config.gateway_url, timeout)
 
     def wait_gateway_routes_to_all(self, timeout: float = 15) -> float | None:
-        """Wait until every passing worker has answered through the gateway (X-Worker-Id).
-
-        Consul reports a new worker passing a moment before the renderer has rewritten the
-        upstream and reloaded nginx; callers that go on to spread requests need the latter.
-        Returns the seconds taken, or None (with a message) if not seen in time.
-        """
+        """Wait until every passing worker has answered through the gateway; None if not in time."""
         wanted = {service["ID"] for service in self.passing()}
-        seen: set[str] = set()
-
-        def all_seen() -> bool:
-            response = requests.post(f"{self.config.gateway_url}/v1/ner", json={"text": "张三在北京工作。"},
-                                     timeout=5)
-            if response.status_code == 200:
-                seen.add(response.headers.get("X-Worker-Id", ""))
-            return wanted <= seen
-        try:
-            return wait_for(all_seen, timeout, "every passing worker to answer through the gateway",
-                            interval=0.05)
-        except TimeoutError:
-            self.say(f"gateway: not yet routing to {', '.join(sorted(wanted - seen))} after {timeout:.0f}s")
-            return None
+        return gatewaychecks.wait_routes_to_all(self.config.gateway_url, wanted, timeout, self.say)
 
     def print_status(self) -> None:
         from scripts.localmode.status import print_status
@@ -327,7 +160,7 @@ class LocalCluster:
             self.say(f"supervisord: started ({self.supervisor.conf_path})")
         if self.supervisor.state("consul") is None:
             # Sticky: a run directory that was secure stays secure until NER_SECURE=0 (SECURE=0).
-            self._set_mode(self.secure if self.config.secure is None else self.config.secure)
+            self.mode.record(self.secure if self.config.secure is None else self.config.secure)
         elif self.config.secure is not None and self.config.secure != self.secure:
             running = "secure" if self.secure else "normal"
             raise RuntimeError(f"the running cluster is in {running} mode: `make down` first")
@@ -351,9 +184,6 @@ class LocalCluster:
             operator = self.secrets().file("operator.token")
             self.say(f"secure mode: ACLs default deny; the UI and `python -m registrar` need the operator "
                      f"token: CONSUL_HTTP_TOKEN=$(cat {operator})")
-
-    def _stop_timeout(self) -> float:
-        return worker_program(self.config, 1, (), None).stop_wait_seconds + 10
 
     def scale(self, count: int) -> None:
         """Grow or shrink to count workers without touching the others."""
@@ -399,23 +229,8 @@ class LocalCluster:
                 supervisor.remove(workers, self._stop_timeout())
             if not supervisor.shutdown():
                 self.say("supervisord did not exit in time")
-        leftovers = pids_under(self.config.run_dir / "work")
-        daemon = supervisor.daemon_pid()
-        if daemon is not None:
-            leftovers.append(daemon)
-        if leftovers:
-            self.say("stopping what the supervisor no longer watched: "
-                     + "; ".join(f"{pid} {command_of(pid)}" for pid in leftovers))
-            stop_pids(leftovers, timeout=LEFTOVER_STOP_SECONDS)
+        sweep(supervisor, ports, self.say)
         self._forget_programs()
-        remaining = pids_under(self.config.run_dir / "work")
-        held = {port: listeners(port) for port in ports if port_listened(port)}
-        if remaining:
-            raise RuntimeError("left running: " + "; ".join(f"pid {pid} ({command_of(pid)})" for pid in remaining)
-                               + "".join(f"; port {port} listened on" for port in held))
-        for port, holders in held.items():  # nothing of ours runs: whoever listens there, we did not start
-            self.say(f"note: port {port} is in use by {', '.join(command_of(pid) for pid in holders) or 'another user'}"
-                     ", which this cluster did not start")
         self.say("cluster stopped")
 
 

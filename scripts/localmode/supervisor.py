@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor.xmlrpc import SupervisorTransport
-
 from scripts.localmode.config import REPO_ROOT
+from scripts.localmode.control import control_proxy
 from scripts.localmode.procs import pid_alive
 from scripts.localmode.programs import Program, log_file, program_dir
 
@@ -58,22 +56,6 @@ class ProgramState:
                    now=info["now"], log=info["stdout_logfile"], spawn_error=info.get("spawnerr", ""))
 
 
-class _UnixTransport(SupervisorTransport):
-    """supervisorctl's transport, with a timeout so a hung daemon cannot hang us."""
-
-    def __init__(self, socket_path: Path, timeout: float) -> None:
-        super().__init__(None, None, f"unix://{socket_path}")
-        self._timeout = timeout
-
-    def request(self, host, handler, request_body, verbose=0):  # noqa: ANN001 - xmlrpc's signature
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(self._timeout)
-        try:
-            return super().request(host, handler, request_body, verbose)
-        finally:
-            socket.setdefaulttimeout(previous)
-
-
 class Supervisor:
     """The run directory's supervisord."""
 
@@ -99,7 +81,7 @@ class Supervisor:
         return self.dir / "programs"
 
     def _rpc(self, timeout: float = RPC_TIMEOUT_SECONDS) -> xmlrpc.client.ServerProxy:
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=_UnixTransport(self.socket_path, timeout))
+        return control_proxy(self.socket_path, timeout)
 
     # ---- the daemon -----------------------------------------------------------------------
     def answering(self) -> bool:

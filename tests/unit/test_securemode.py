@@ -130,13 +130,13 @@ def test_load_config_reads_secure_and_rejects_bad_values():
 def test_the_run_dirs_recorded_mode_wins_over_the_config(tmp_path):
     cluster = LocalCluster(replace(load_config({}), run_dir=tmp_path), say=lambda m: None)
     assert cluster.secure is False and cluster.token("worker") is None
-    cluster._set_mode(True)
+    cluster.mode.record(True)
     assert cluster.secure is True
     with pytest.raises(RuntimeError, match="no worker token"):
         cluster.token("worker")
     cluster.secrets().write("worker.token", "w")
     assert cluster.token_env("worker") == {"CONSUL_HTTP_TOKEN": "w"}
-    assert cluster._consul_headers("worker") == {"X-Consul-Token": "w"}
+    assert cluster.mode.consul_headers("worker") == {"X-Consul-Token": "w"}
 
 
 @pytest.mark.parametrize("secure, expected", [(False, "rate=1000r/s"), (True, "rate=20r/s")])
