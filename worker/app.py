@@ -12,8 +12,8 @@ from worker.errors import install_error_handling
 from worker.logs import RequestContextMiddleware, configure_logging
 from worker.metrics import Metrics, MetricsMiddleware, MetricsResource
 from worker.openapi import OpenApiResource, build_openapi
-from worker.resources import (HealthResource, IndexResource, NerResource, PredictResource,
-                              Predictor)
+from worker.predictor import Predictor
+from worker.resources import HealthResource, IndexResource, NerResource, PredictResource
 from worker.saturation import SustainedRefusals
 
 log = logging.getLogger("worker.app")

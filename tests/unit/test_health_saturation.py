@@ -11,7 +11,7 @@ from tests.unit.fake_backend import FakeBackend, make_client, refuse_until_satur
 from worker.admission import AdmissionPolicy
 from worker.errors import Overloaded
 from worker.metrics import Metrics
-from worker.resources import Predictor
+from worker.predictor import Predictor
 from worker.saturation import SustainedRefusals
 
 
