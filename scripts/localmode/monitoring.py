@@ -10,7 +10,6 @@ this cluster alone (how many workers it is meant to run) is rewritten on every u
 from __future__ import annotations
 
 import shutil
-import string
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,7 @@ import requests
 
 from scripts.localmode.config import REPO_ROOT, SERVICE_NAME, ClusterConfig
 from scripts.localmode.programs import Program
+from scripts.monitoring import prometheus_conf
 
 if TYPE_CHECKING:
     from scripts.localcluster import LocalCluster
@@ -47,36 +47,20 @@ def access_log(config: ClusterConfig) -> Path:
     return config.run_dir / "nginx" / "access.log"
 
 
-def _seconds(duration: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    unit = "ms" if duration.endswith("ms") else duration[-1]
-    return float(duration[: -len(unit)]) * units[unit]
-
-
-def _authorization(token_file: Path | None) -> str:
-    """An `authorization:` block naming the token file (never the token), or nothing."""
-    if token_file is None:
-        return ""
-    return f"    authorization:\n      credentials_file: {token_file}"
-
-
 def render_prometheus_conf(config: ClusterConfig, token_file: Path | None) -> str:
     """scripts/monitoring/prometheus.yml.tmpl filled for this cluster."""
-    template = string.Template((MONITORING_DIR / "prometheus.yml.tmpl").read_text())
-    timeout = min(_seconds(config.scrape_interval), 10.0)
-    return template.substitute(
-        SCRAPE_INTERVAL=config.scrape_interval, SCRAPE_TIMEOUT=f"{timeout:g}s",
-        EVALUATION_INTERVAL=config.evaluation_interval, SD_REFRESH=config.sd_refresh,
-        TARGETS=str(targets_dir(config)),
-        CONSUL=f"127.0.0.1:{config.consul_http_port}", GATEWAY_METRICS=f"127.0.0.1:{config.mtail_port}",
-        PROMETHEUS=f"127.0.0.1:{config.prometheus_port}",
-        RULES=str(MONITORING_DIR / "rules"), CLUSTER_RULES=str(cluster_rules_dir(config)),
-        CONSUL_AUTH=_authorization(token_file))
+    return prometheus_conf.render(
+        scrape_interval=config.scrape_interval, evaluation_interval=config.evaluation_interval,
+        sd_refresh=config.sd_refresh, consul=f"127.0.0.1:{config.consul_http_port}",
+        gateway_metrics=f"127.0.0.1:{config.mtail_port}", prometheus=f"127.0.0.1:{config.prometheus_port}",
+        rules=MONITORING_DIR / "rules", cluster_rules=cluster_rules_dir(config), targets=targets_dir(config),
+        token_file=token_file)
 
 
 def write_prometheus_conf(config: ClusterConfig, token_file: Path | None) -> Path:
     path = prometheus_dir(config) / "prometheus.yml"
     cluster_rules_dir(config).mkdir(parents=True, exist_ok=True)
+    targets_dir(config).mkdir(parents=True, exist_ok=True)  # Prometheus watches it from its start
     path.write_text(render_prometheus_conf(config, token_file))
     if not (cluster_rules_dir(config) / "wanted.yml").exists():
         write_wanted(config, 0)
@@ -85,13 +69,7 @@ def write_prometheus_conf(config: ClusterConfig, token_file: Path | None) -> Pat
 
 def write_wanted(config: ClusterConfig, count: int) -> None:
     """The number of workers this cluster is meant to run, as the rule ner:worker_instances:wanted."""
-    path = cluster_rules_dir(config) / "wanted.yml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("# Written by `make up` and `make scale` (scripts/localmode/monitoring.py).\n"
-                   "groups:\n  - name: ner-cluster-wanted\n    rules:\n"
-                   f"      - record: ner:worker_instances:wanted\n        expr: vector({int(count)})\n")
-    tmp.replace(path)
+    prometheus_conf.write_wanted(cluster_rules_dir(config), count)
 
 
 def prometheus_program(config: ClusterConfig) -> Program:

@@ -112,3 +112,14 @@ def test_mtail_puts_every_request_in_the_latency_buckets(mtail_metrics):
     assert 'gateway_http_request_duration_seconds_bucket{route="/v1/ner",le="+Inf"} 2' in lines
     # a request logged as 0.000 s still lands in the first bucket
     assert 'gateway_http_request_duration_seconds_bucket{route="/predict",le="0.005"} 1' in lines
+
+
+def test_the_containers_configuration_from_the_environment_passes_promtool_check_config(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "CONSUL_HTTP_ADDR": "consul:8500", "NER_WORKERS_WANTED": "3"}
+    out = tmp_path / "prometheus.yml"
+    done = subprocess.run(["python3", str(MONITORING / "prometheus_conf.py"), "--out", str(out), "--data", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "vector(3)" in (tmp_path / "rules" / "wanted.yml").read_text()
+    check = run(tool("promtool"), "check", "config", str(out))
+    assert check.returncode == 0, check.stdout + check.stderr
