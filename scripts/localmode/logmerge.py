@@ -13,6 +13,8 @@ its error log. Each line is parsed in whichever shape its program writes:
 
 A line without a time of its own (a traceback, Consul's start-up banner) stays with the line
 before it. `--request-id ID` keeps the lines of one request (gateway and worker), `-f` follows.
+`--compose -` reads `docker compose logs -t --no-color` on stdin instead: the service name is the
+source, and a line without a time of its own takes the engine's timestamp.
 """
 from __future__ import annotations
 
@@ -166,6 +168,26 @@ def records(lines: Iterable[str], source: str) -> Iterator[Record]:
         yield current
 
 
+_COMPOSE = re.compile(r"(\S+)\s+\|\s(?:(\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:\d\d))\s)?(.*)")
+
+
+def compose_record(line: str) -> Record | None:
+    """One line of `docker compose logs -t`: `service  | TIMESTAMP the program's line`."""
+    match = _COMPOSE.match(line.rstrip("\n"))
+    if not match:
+        return None
+    record = parse_line(match[3], match[1])
+    if record.time is None and match[2]:
+        record.time = parse_time(re.sub(r"(\.\d{6})\d+", r"\1", match[2]))  # ns -> µs
+    return record
+
+
+def compose_records(lines: Iterable[str]) -> list[Record]:
+    """Every service's lines sorted by time (the engine interleaves them as they arrive)."""
+    found = [record for record in map(compose_record, lines) if record is not None]
+    return sorted(found, key=_key)
+
+
 def sources(run_dir: Path) -> dict[str, Path]:
     """Every log of the run directory, by the name shown for it."""
     found = {path.stem: path for path in sorted((run_dir / "logs").glob("*.log"))}
@@ -231,7 +253,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--request-id", help="only the lines of this request (gateway and worker)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
     parser.add_argument("--run-dir", type=Path, help="default: NER_RUN_DIR, else .run")
+    parser.add_argument("--compose", metavar="-", help="read `docker compose logs -t --no-color` from stdin")
     args = parser.parse_args(argv)
+    if args.compose is not None:
+        try:
+            if args.follow:  # as they arrive: a stream cannot be sorted
+                for line in sys.stdin:
+                    write(select(filter(None, [compose_record(line)]), args.request_id), sys.stdout, args.json)
+            else:
+                write(select(compose_records(sys.stdin), args.request_id), sys.stdout, args.json)
+        except KeyboardInterrupt:
+            pass
+        return 0
     run_dir = args.run_dir or load_config().run_dir
     if not (run_dir / "logs").is_dir():
         print(f"no logs in {run_dir} (start the cluster with `make up`)", file=sys.stderr)

@@ -134,3 +134,18 @@ def test_json_output_keeps_the_fields_and_names_the_source():
     out = json.loads(record.as_json())
     assert out == {"time": "2026-12-01T08:00:00.000Z", "source": "worker-1", "level": "INFO",
                    "event": "worker.request: request", "request_id": "r", "status": 200}
+
+
+def test_compose_logs_are_sorted_by_the_lines_own_times_else_the_engines():
+    from scripts.localmode.logmerge import compose_records
+    lines = [
+        'worker-1  | 2026-12-01T08:00:02.123456789Z {"time": "2026-12-01T08:00:01.900Z", "level": "INFO", '
+        '"logger": "worker.request", "event": "request", "request_id": "r1"}',
+        "consul-1  | 2026-12-01T08:00:00.500000000+00:00 ==> Starting Consul agent...",
+        'gateway-1  | 2026-12-01T08:00:01.000000000Z {"time":"2026-12-01T08:00:01.000Z","level":"INFO",'
+        '"logger":"gateway","event":"renderer: started"}',
+        "not a compose line",
+    ]
+    picked = [(record.source, record.time) for record in compose_records(lines)]
+    assert picked == [("consul-1", at("2026-12-01T08:00:00.500")), ("gateway-1", at("2026-12-01T08:00:01")),
+                      ("worker-1", at("2026-12-01T08:00:01.900"))]
