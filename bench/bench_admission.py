@@ -23,15 +23,11 @@ import argparse
 import math
 import os
 import re
-import sys
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.load import ARTIFACTS, REPO_ROOT, LoadResult, LocustRun
 from bench.loadgen import PacedLoad, Record

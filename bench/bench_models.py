@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 from tests.support.msra import msra_test_sentences  # noqa: E402
 
@@ -237,12 +235,9 @@ def default_model() -> Path:
 def ensure_base_model(path: Path) -> Path:
     """RaNER base geometry with random weights (speed only)."""
     if not (path / "pytorch_model.bin").is_file():
-        import importlib.util
+        from scripts.make_model import make_model
 
-        spec = importlib.util.spec_from_file_location("make_model", REPO_ROOT / "scripts" / "make_model.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        module.make_model(path, model_type="structbert", seed=0, size="base")
+        make_model(path, model_type="structbert", seed=0, size="base")
     return path
 
 

@@ -12,13 +12,9 @@ import argparse
 import json
 import os
 import resource
-import sys
 import time
 from pathlib import Path
 from typing import Callable
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import scenarios
 from bench.loadgen import measure_capacity

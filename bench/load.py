@@ -24,9 +24,6 @@ from pathlib import Path
 from typing import Sequence
 from urllib.parse import urlsplit
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = REPO_ROOT / "bench" / "locustfile.py"
 ARTIFACTS = REPO_ROOT / "test-artifacts"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -21,8 +20,6 @@ from typing import Any
 from locust import FastHttpUser, HttpUser, between, constant, constant_throughput, events, task
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 # The original web service's callers: a few short news sentences, one per request.
 ORIGINAL_SENTENCES = (

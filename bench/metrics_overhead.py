@@ -1,8 +1,8 @@
 """What the Prometheus metrics cost per request: the same in-process app with metrics on and off.
 
-    .venv/bin/python bench/metrics_overhead.py                     # fake model, in-memory metrics
-    .venv/bin/python bench/metrics_overhead.py --multiprocess      # metrics in mmap files, as gunicorn runs
-    .venv/bin/python bench/metrics_overhead.py --model .local/models/raner-tiny-random
+    .venv/bin/python -m bench.metrics_overhead                     # fake model, in-memory metrics
+    .venv/bin/python -m bench.metrics_overhead --multiprocess      # metrics in mmap files, as gunicorn runs
+    .venv/bin/python -m bench.metrics_overhead --model .local/models/raner-tiny-random
 
 The two apps answer alternating rounds of the same request, so drift in machine load hits both.
 The WSGI app is called directly (no HTTP, no socket): what is left is Falcon, our middleware and
@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from worker.backends.base import NerBackend  # imports no prometheus_client: the metrics mode is still open
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-from worker.backends.base import NerBackend  # noqa: E402  (imports no prometheus_client: the metrics mode is still open)
 
 BODY = '{"text": "张三在北京的清华大学工作。"}'.encode("utf-8")
 

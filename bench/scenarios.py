@@ -16,7 +16,7 @@ from typing import Callable
 import requests
 
 from bench.loadgen import PacedLoad, Record
-from bench.localrun import attempted_ports, in_upstream, instance_id_on_port
+from bench.localrun import attempted_ports, in_upstream
 from scripts.localcluster import LocalCluster, Proc, wait_for
 
 BEFORE_S = 4.0
@@ -92,7 +92,6 @@ def kill9(cluster: LocalCluster) -> Event:
 
 def sigterm(cluster: LocalCluster) -> Event:
     victim = _victim(cluster)
-    t0 = time.monotonic()
     os.kill(victim.pid, signal.SIGTERM)
     out = wait_for(lambda: not in_upstream(cluster, victim.port), 10, "drained worker out of upstream", 0.02)
     exited = wait_for(lambda: not victim.alive(), 40, "drained worker to exit", 0.05)

@@ -11,12 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
-
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.loadgen import PacedLoad, latency_ms, measure_capacity
 from bench.localrun import local_cluster

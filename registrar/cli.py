@@ -11,8 +11,8 @@ from typing import Any, Mapping, Sequence
 
 from registrar.client import build_client
 from registrar.config import ConfigError, RegistrarConfig, load_config
-from registrar.logs import ensure_logging
 from registrar.inventory import Instance, agent_for, find_instance, list_instances
+from registrar.logs import ensure_logging
 from registrar.registration import Registrar
 from registrar.workerstats import DEFAULT_TIMEOUT, UNKNOWN, WorkerStats, scrape_all
 

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from registrar.network import (AddressError, default_advertise_address, host_port, is_loopback,
-                               parse_consul_addr)
+from registrar.network import AddressError, default_advertise_address, host_port, is_loopback, parse_consul_addr
 
 _DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")

@@ -9,7 +9,6 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 from consul import Check
-
 from registrar.client import build_client
 from registrar.config import RegistrarConfig, duration_seconds
 from registrar.identity import new_instance_id

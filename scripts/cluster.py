@@ -1,12 +1,9 @@
-"""Operate the local cluster: `python scripts/cluster.py up|down|scale N|status`."""
+"""Operate the local cluster: `python -m scripts.cluster up|down|scale N|status`."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.localcluster import LocalCluster, load_config  # noqa: E402
 

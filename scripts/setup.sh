@@ -66,5 +66,5 @@ fi
 if [ "${1:-}" = "--for-tests" ]; then
     say "test model with random weights (generated) and the MSRA corpus (sha256-checked)"
     "$VENV/bin/python" scripts/make_model.py .local/models/raner-tiny-random
-    "$VENV/bin/python" scripts/fetch_msra.py
+    "$VENV/bin/python" -m scripts.fetch_msra
 fi

@@ -1,7 +1,7 @@
 """Train the default NER model from scratch on MSRA and write a ModelScope lstm-crf directory.
 
 Usage:
-    python scripts/train_model.py [--config scripts/train_model.json] [--output DIR]
+    python -m scripts.train_model [--config scripts/train_model.json] [--output DIR]
 
 Reproducible: fixed seed, checked data, one thread count. The directory holds configuration.json,
 config.json, vocab.txt, tokenizer_config.json, pytorch_model.bin, metrics.json and README.md;
@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from scripts.make_model import publishing  # noqa: E402
 from scripts.training import modelcard, msra  # noqa: E402
@@ -61,7 +60,7 @@ def split_dev(sentences: list[msra.Sentence], dev_size: int, seed: int) -> tuple
 def make_augmenter(section: dict, train_sentences: list[msra.Sentence], data: dict[str, str]):
     """The configured mention-replacement augmenter; fetches (and records) the lexicon if it is a source."""
     from scripts import fetch_lexicon
-    from scripts.training.augment import AugmentSettings, Augmenter, build_pools
+    from scripts.training.augment import Augmenter, AugmentSettings, build_pools
 
     settings = AugmentSettings(**section)
     lexicon = None

@@ -37,7 +37,6 @@ if os.environ.get("_NER_METRICS_DIR_OWNER_PID") != str(os.getpid()):
 # instance once gunicorn has bound its port and makes SIGTERM drain it out of Consul
 # before the workers stop; on_exit deregisters it.
 from registrar.hooks import on_exit, on_starting, when_ready  # noqa: E402,F401
-
 from worker.config import load_config  # noqa: E402  (light: reads the environment only)
 from worker.modelinfo import model_identity  # noqa: E402  (light: hashes the weights file)
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import time
 from typing import Callable, TypeVar
 
-import consul
 import requests
 from consul.callback import CB
 from consul.exceptions import ACLDisabled, ACLPermissionDenied, ConsulException
 
+import consul
 from registrar.network import parse_consul_addr
 from scripts.secured.acl_policies import Rules
 

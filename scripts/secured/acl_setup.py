@@ -7,8 +7,15 @@ from typing import Callable, Mapping
 
 from registrar.config import SERVICE_NAME
 from scripts.secured.acl_client import AclClient, AclError, retry
-from scripts.secured.acl_policies import (POLICY_ROLES, ROLE_DESCRIPTIONS, ROLES, Rules, policy_link, policy_name,
-                                          policy_rules)
+from scripts.secured.acl_policies import (
+    POLICY_ROLES,
+    ROLE_DESCRIPTIONS,
+    ROLES,
+    Rules,
+    policy_link,
+    policy_name,
+    policy_rules,
+)
 from scripts.secured.secretfiles import SecretStore
 
 

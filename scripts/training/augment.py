@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from scripts.training.msra import Sentence
-from scripts.training.tags import ENTITY_TYPES, OUTSIDE, Span, spans_from_tags
+from scripts.training.tags import ENTITY_TYPES, OUTSIDE, spans_from_tags
 
 # jieba's POS tags for the entity types (nrt, nrfg etc. are left out: mostly historical/foreign noise).
 LEXICON_TAGS = {"nr": "PER", "ns": "LOC", "nt": "ORG"}

@@ -93,6 +93,7 @@ def ensure_standins(conf: Path, log: Path, say: Callable[[str], None] = print) -
 
 if __name__ == "__main__":
     import sys
+
     from tests.compose.podman import write_containers_conf
     work = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/ner-standins")
     print(ensure_standins(write_containers_conf(work), work / "debootstrap.log"))

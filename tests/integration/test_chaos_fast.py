@@ -18,7 +18,8 @@ from typing import Iterator
 import requests
 
 from bench.loadgen import PacedLoad
-from registrar.config import duration_seconds, load_config as registrar_config
+from registrar.config import duration_seconds
+from registrar.config import load_config as registrar_config
 from scripts.localcluster import LocalCluster, Proc
 from tests.support.waiting import wait_for, wait_outcomes
 

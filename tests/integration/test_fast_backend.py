@@ -17,8 +17,7 @@ import pytest
 
 from tests.support.models import make_three_kinds
 from tests.support.msra import msra_test_sentences
-from worker.backends import build_backend, load_backend
-from worker.backends import onnx_export
+from worker.backends import build_backend, load_backend, onnx_export
 from worker.backends.fast import FastBackend
 from worker.backends.raner import RanerBackend
 from worker.config import WorkerConfig

@@ -24,11 +24,11 @@ from typing import Callable, Iterator
 
 import pytest
 import requests
-from upstream_renderer.dependency import aggregate_status
-from upstream_renderer.nginx import fill_nginx_conf
 
 from tests.support.consul import ConsulAgent
 from tests.support.processes import REPO_ROOT, ManagedProcess, free_port, wait_until
+from upstream_renderer.dependency import aggregate_status
+from upstream_renderer.nginx import fill_nginx_conf
 
 NGINX_TEMPLATE_DIR = REPO_ROOT / "nginx-template"
 NGINX_BIN = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -404,7 +404,7 @@ def test_post_that_fails_on_one_backend_is_retried_on_another(consul, gateway, b
 def test_overloaded_backend_stays_in_upstream_with_low_weight(consul, gateway, backends):
     busy = backends(health_status=429)
     add_backend(consul, gateway, busy)
-    line = next(l for l in gateway.upstream_text().splitlines() if f":{busy.port} " in l)
+    line = next(text for text in gateway.upstream_text().splitlines() if f":{busy.port} " in text)
     assert "weight=1 " in line and "warning" in line
 
 
@@ -417,7 +417,7 @@ def consul_status(consul: ConsulAgent, service: str, backend: Backend) -> str:
 
 
 def weight_of(gateway: Gateway, backend: Backend) -> str | None:
-    line = next((l for l in gateway.upstream_text().splitlines() if f":{backend.port} " in l), None)
+    line = next((text for text in gateway.upstream_text().splitlines() if f":{backend.port} " in text), None)
     return None if line is None else line.split("weight=")[1].split()[0]
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from scripts.localmode.procs import pids_under
 from scripts.localcluster import LocalCluster, load_config, pid_alive, port_is_free
-from tests.integration.conftest import world_readable_dir
+from scripts.localmode.procs import pids_under
 from scripts.ports import WORKER_PORT_BLOCK
+from tests.integration.conftest import world_readable_dir
 from tests.support.processes import REPO_ROOT, free_port, free_port_block
 
-CLI = [sys.executable, str(REPO_ROOT / "scripts" / "cluster.py")]
+CLI = [sys.executable, "-m", "scripts.cluster"]
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +26,12 @@ def local_env() -> dict[str, str]:
            "NER_CONSUL_HTTP_PORT": str(free_port()), "NER_WORKER_BASE_PORT": str(free_port_block(WORKER_PORT_BLOCK)),
            "NER_DRAIN_SECONDS": "1"}
     yield env
-    subprocess.run(CLI + ["down"], env=env, capture_output=True, timeout=120)
+    subprocess.run(CLI + ["down"], env=env, cwd=REPO_ROOT, capture_output=True, timeout=120)
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(CLI + list(args), env=env, capture_output=True, text=True, timeout=180)
+    result = subprocess.run(CLI + list(args), env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 

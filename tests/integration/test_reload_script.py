@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from upstream_renderer.nginx import fill_nginx_conf
 
 from tests.integration.conftest import world_readable_dir
 from tests.support.processes import REPO_ROOT, ManagedProcess, free_port, wait_until
+from upstream_renderer.nginx import fill_nginx_conf
 
 SCRIPT = REPO_ROOT / "nginx-template" / "reload-nginx.sh"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

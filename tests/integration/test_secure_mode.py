@@ -216,7 +216,7 @@ def test_secrets_are_0600_files_and_never_appear_in_logs_or_output(secure):
            "NER_CONSUL_HTTP_PORT": str(cluster.config.consul_http_port),
            "NER_GATEWAY_LISTEN": f"127.0.0.1:{cluster.config.gateway_port}"}
     env.pop("CONSUL_HTTP_TOKEN", None)
-    status = subprocess.run([str(cluster.config.python), "scripts/cluster.py", "status"], cwd=REPO_ROOT, env=env,
+    status = subprocess.run([str(cluster.config.python), "-m", "scripts.cluster", "status"], cwd=REPO_ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr
     assert "ner-worker-" in status.stdout  # the operator token was used: the instance is listed

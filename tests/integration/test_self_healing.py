@@ -146,7 +146,7 @@ def test_status_piped_into_a_reader_that_went_away_exits_cleanly(cluster):
            "NER_CONSUL_HTTP_PORT": str(cluster.config.consul_http_port),
            "NER_GATEWAY_LISTEN": f"127.0.0.1:{cluster.config.gateway_port}",
            "NER_WORKER_BASE_PORT": str(cluster.config.worker_base_port)}
-    status = subprocess.Popen([sys.executable, str(REPO_ROOT / "scripts" / "cluster.py"), "status"], env=env,
+    status = subprocess.Popen([sys.executable, "-m", "scripts.cluster", "status"], env=env, cwd=REPO_ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     status.stdout.close()  # like `| head` that has already exited: every write gets EPIPE
     _, stderr = status.communicate(timeout=60)

@@ -9,8 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from tests.multihost.hosts import (CONSUL_PORT, PYTHON, Gateway, ns_http, ns_json, start_consul_server,
-                                   start_gateway, start_worker)
+from tests.multihost.hosts import (
+    CONSUL_PORT,
+    PYTHON,
+    Gateway,
+    ns_http,
+    ns_json,
+    start_consul_server,
+    start_gateway,
+    start_worker,
+)
 from tests.multihost.netns import Host, Network
 from tests.support.processes import REPO_ROOT, ManagedProcess
 from tests.support.waiting import wait_for

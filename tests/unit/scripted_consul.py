@@ -8,12 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from tests.unit.fake_clock import FakeClock
 from upstream_renderer.dependency import Instance
 from upstream_renderer.runner import Runner
 from upstream_renderer.signals import Shutdown
 from upstream_renderer.template import Template, render_parsed
-
-from tests.unit.fake_clock import FakeClock
 
 NGINX_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "nginx-template"
 TEMPLATE = Template.parse((NGINX_TEMPLATE_DIR / "upstream.ctmpl").read_text())

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from scripts.training.augment import (
-    AugmentSettings,
     Augmenter,
+    AugmentSettings,
     build_pools,
     entity_labels,
     entity_names,

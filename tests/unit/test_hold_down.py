@@ -8,12 +8,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from upstream_renderer.cli import build_parser
-from upstream_renderer.holddown import HOLD_DOWN_ENV, HoldDown, upstream_members
-
 from tests.unit import scripted_consul
 from tests.unit.fake_clock import FakeClock
 from tests.unit.scripted_consul import FakeNginx, Timeline, upstream
+from upstream_renderer.cli import build_parser
+from upstream_renderer.holddown import HOLD_DOWN_ENV, HoldDown, upstream_members
 
 HOLD_DOWN = 15.0
 

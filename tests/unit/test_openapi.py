@@ -8,7 +8,6 @@ from typing import Callable, Iterator
 
 import falcon.inspect
 import pytest
-
 from falcon import testing
 from jsonschema import ValidationError
 from openapi_spec_validator import validate as validate_spec

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from upstream_renderer.quiescence import Quiescence
 
 from tests.unit import scripted_consul
 from tests.unit.fake_clock import FakeClock
 from tests.unit.scripted_consul import WAIT, Timeline, upstream
+from upstream_renderer.quiescence import Quiescence
 
 WAIT_MIN, WAIT_MAX = WAIT
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.unit.fake_clock import FakeClock
+from tests.unit.scripted_consul import TEMPLATE, WAIT, entry, upstream
 from upstream_renderer.dependency import Instance
 from upstream_renderer.nginx import NginxControl
 from upstream_renderer.recovery import Recovery
 from upstream_renderer.runner import Runner
-
-from tests.unit.fake_clock import FakeClock
-from tests.unit.scripted_consul import TEMPLATE, WAIT, entry, upstream
 
 GRACE = 15.0
 

@@ -11,8 +11,7 @@ import pytest
 from registrar import config as config_module
 from registrar.config import ConfigError, load_config, parse_flag
 from registrar.identity import new_instance_id
-from registrar.network import (default_advertise_address, host_port, is_loopback,
-                               parse_consul_addr)
+from registrar.network import default_advertise_address, host_port, is_loopback, parse_consul_addr
 
 ID_FORMAT = re.compile(r"^ner-worker-[a-z0-9-]+-[0-9a-f]{8}$")
 

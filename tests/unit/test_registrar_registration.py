@@ -12,7 +12,6 @@ from registrar.registration import Registrar
 from registrar.resync import Resync
 from tests.unit.fake_consul import FakeConsul, FakeTime
 
-
 CONFIG = RegistrarConfig(
     consul_host="127.0.0.1", advertise_address="10.0.0.5", check_interval="1s", check_timeout="2s",
     deregister_after="1m", drain_seconds=3.0, resync_seconds=2.0, model_name="raner-tiny",

@@ -9,6 +9,7 @@ from typing import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
 from upstream_renderer.nginx import NginxControl
 from upstream_renderer.runner import Runner
 from upstream_renderer.template import Template

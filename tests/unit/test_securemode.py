@@ -5,7 +5,6 @@ import json
 import stat
 import string
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 

@@ -8,6 +8,7 @@ import string
 from pathlib import Path
 
 import pytest
+
 from upstream_renderer.dependency import Instance, ServiceQuery, aggregate_status
 from upstream_renderer.nginx import NginxControl, fill_nginx_conf
 from upstream_renderer.runner import Runner
