@@ -1,4 +1,5 @@
 """The OpenAPI document served through the gateway is valid and real gateway responses fit it."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,33 +34,60 @@ def test_the_document_served_through_the_gateway_is_valid_openapi(doc):
     assert set(doc["paths"]) == {"/v1/ner", "/predict", "/health", "/metrics", "/", "/openapi.json"}
 
 
-@pytest.mark.parametrize("method, path, kwargs, status", [
-    ("POST", "/v1/ner", {"json": {"text": TEXT}}, 200),
-    ("POST", "/v1/ner", {"json": {"texts": [TEXT, "没有实体吗"]}}, 200),
-    ("POST", "/predict", {"json": {"text": TEXT}}, 200),
-    ("POST", "/v1/ner", {"data": b"{", "headers": {"Content-Type": "application/json"}}, 400),
-    ("POST", "/v1/ner", {"json": {"text": "北" * 20_001}}, 413),
-    ("POST", "/v1/ner", {"data": b"x" * (2 * 1024 * 1024 + 1),
-                         "headers": {"Content-Type": "application/json"}}, 413),
-    ("POST", "/v1/ner", {"data": TEXT.encode(), "headers": {"Content-Type": "text/plain"}}, 415),
-    ("GET", "/health", {}, 200),
-    ("GET", "/metrics", {}, 200),
-    ("GET", "/", {}, 200),
-    ("GET", "/openapi.json", {}, 200),
-], ids=["ner single", "ner batch", "predict", "malformed json", "text over the worker limit",
-        "body over the gateway limit", "not json", "health", "metrics", "page", "openapi"])
+@pytest.mark.parametrize(
+    "method, path, kwargs, status",
+    [
+        ("POST", "/v1/ner", {"json": {"text": TEXT}}, 200),
+        ("POST", "/v1/ner", {"json": {"texts": [TEXT, "没有实体吗"]}}, 200),
+        ("POST", "/predict", {"json": {"text": TEXT}}, 200),
+        ("POST", "/v1/ner", {"data": b"{", "headers": {"Content-Type": "application/json"}}, 400),
+        ("POST", "/v1/ner", {"json": {"text": "北" * 20_001}}, 413),
+        (
+            "POST",
+            "/v1/ner",
+            {"data": b"x" * (2 * 1024 * 1024 + 1), "headers": {"Content-Type": "application/json"}},
+            413,
+        ),
+        ("POST", "/v1/ner", {"data": TEXT.encode(), "headers": {"Content-Type": "text/plain"}}, 415),
+        ("GET", "/health", {}, 200),
+        ("GET", "/", {}, 200),
+        ("GET", "/openapi.json", {}, 200),
+    ],
+    ids=[
+        "ner single",
+        "ner batch",
+        "predict",
+        "malformed json",
+        "text over the worker limit",
+        "body over the gateway limit",
+        "not json",
+        "health",
+        "page",
+        "openapi",
+    ],
+)
 def test_a_real_gateway_response_fits_the_document(doc, two_workers, method, path, kwargs, status):
     assert_fits(doc, method, path, call(two_workers, method, path, **kwargs), status)
+
+
+def test_the_workers_metrics_are_not_served_through_the_gateway(two_workers):
+    # The document describes each worker, which serves /metrics to Prometheus directly.
+    response = call(two_workers, "GET", "/metrics")
+    assert response.status_code == 404
+    assert set(response.json()) >= {"title", "description"}
 
 
 def test_the_gateways_own_no_worker_answers_fit_the_document(doc, two_workers):
     two_workers.scale(0)
     try:
-        wait_for(lambda: call(two_workers, "POST", "/v1/ner", json={"text": TEXT}).status_code == 503, 10,
-                 "the gateway to answer 503")
+        wait_for(
+            lambda: call(two_workers, "POST", "/v1/ner", json={"text": TEXT}).status_code == 503,
+            10,
+            "the gateway to answer 503",
+        )
         assert_fits(doc, "POST", "/v1/ner", call(two_workers, "POST", "/v1/ner", json={"text": TEXT}), 503)
         assert_fits(doc, "POST", "/predict", call(two_workers, "POST", "/predict", json={"text": TEXT}), 503)
-        for path in ("/health", "/metrics", "/", "/openapi.json"):
+        for path in ("/health", "/", "/openapi.json"):
             assert_fits(doc, "GET", path, call(two_workers, "GET", path), 503)
     finally:
         two_workers.scale(2)
