@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WORKERS ?= 2
 
-.PHONY: setup setup-tests bench up down scale status logs test test-unit test-integration test-web bench-metrics chaos heal kill-midresponse soak load test-compose test-multihost fetch-msra train-model eval clean
+.PHONY: setup setup-tests bench up down scale status logs test lint test-unit test-integration test-web bench-metrics chaos heal kill-midresponse soak load test-compose test-multihost fetch-msra train-model eval clean
 
 setup:  ## install nginx, Consul, the Python packages and the default model (idempotent)
 	@bash scripts/setup.sh
@@ -28,8 +28,11 @@ status:  ## each worker: ID, address, health, model, in-flight and served reques
 logs:  ## every log of the local cluster merged in time order: make logs [FOLLOW=1] [REQUEST_ID=id] (docs/OBSERVABILITY.md)
 	@$(PY) -m scripts.localmode.logmerge $(if $(FOLLOW),--follow) $(if $(REQUEST_ID),--request-id $(REQUEST_ID))
 
-test: setup-tests  ## the whole test suite, against real Consul, nginx and gunicorn
+test: setup-tests lint  ## lint, then the whole test suite, against real Consul, nginx and gunicorn
 	@$(PY) -m pytest
+
+lint: setup  ## ruff: lint and format check (pyproject.toml)
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
 test-unit: setup-tests
 	@$(PY) -m pytest tests/unit

@@ -17,6 +17,7 @@ connection and a naive one that does not); the original deployment's profile at 
 Every table row says how much CPU the load generator took: the machine has 2 cores and the
 generator shares them with nginx, the workers and Consul.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,10 +78,18 @@ class Plan:
 
 # A paced user falls behind once an answer takes longer than 1 / user_rate: 0.5/s leaves 2 s,
 # more than the queue deadlines allow, so the open loop offers what it says.
-FULL = Plan(warmup_seconds=5, closed_users=(8, 32, 128), seconds=30, open_seconds=30, open_factor=2.0,
-            user_rate=0.5, original_users=200)
-DRY = Plan(warmup_seconds=1, closed_users=(8,), seconds=3, open_seconds=3, open_factor=2.0, user_rate=0.5,
-           original_users=20)
+FULL = Plan(
+    warmup_seconds=5,
+    closed_users=(8, 32, 128),
+    seconds=30,
+    open_seconds=30,
+    open_factor=2.0,
+    user_rate=0.5,
+    original_users=200,
+)
+DRY = Plan(
+    warmup_seconds=1, closed_users=(8,), seconds=3, open_seconds=3, open_factor=2.0, user_rate=0.5, original_users=20
+)
 
 
 # --------------------------------------------------------------------------- clusters
@@ -166,13 +175,27 @@ class Step:
         return None if self.reloads is None else self.reloads / (self.result.wall_s / 60)
 
 
-def locust_step(variant: Variant, name: str, profile: str, users: int, seconds: float,
-                spawn_rate: float | None = None, reset_stats: bool = False,
-                extra: Sequence[str] = ()) -> Step:
+def locust_step(
+    variant: Variant,
+    name: str,
+    profile: str,
+    users: int,
+    seconds: float,
+    spawn_rate: float | None = None,
+    reset_stats: bool = False,
+    extra: Sequence[str] = (),
+) -> Step:
     reloads_before = reload_count(variant.cluster)
-    result = LocustRun(variant.url, profile, users, f"{int(math.ceil(seconds))}s",
-                       name=f"admission-{variant.name}-{name}", spawn_rate=spawn_rate,
-                       reset_stats=reset_stats, extra=extra).run()
+    result = LocustRun(
+        variant.url,
+        profile,
+        users,
+        f"{int(math.ceil(seconds))}s",
+        name=f"admission-{variant.name}-{name}",
+        spawn_rate=spawn_rate,
+        reset_stats=reset_stats,
+        extra=extra,
+    ).run()
     reloads_after = reload_count(variant.cluster)
     reloads = None if reloads_before is None or reloads_after is None else reloads_after - reloads_before
     return Step(variant.name, result, reloads)
@@ -192,12 +215,25 @@ def open_step(variant: Variant, plan: Plan, rate: float, gateway_ms: float) -> O
     user_rate = max(plan.user_rate, rate / MAX_OPEN_USERS)
     users = max(1, math.ceil(rate / user_rate))
     bound_ms = gateway_tries() * variant.deadline_ms + gateway_ms
-    probe = PacedLoad(f"{variant.url}/v1/ner", rate=PROBE_RATE, threads=2, kinds=("retrying", "naive"),
-                      timeout=10.0, max_seconds=plan.open_seconds + 60).start()
+    probe = PacedLoad(
+        f"{variant.url}/v1/ner",
+        rate=PROBE_RATE,
+        threads=2,
+        kinds=("retrying", "naive"),
+        timeout=10.0,
+        max_seconds=plan.open_seconds + 60,
+    ).start()
     try:
-        step = locust_step(variant, "open", "paced", users, plan.open_seconds + 2, spawn_rate=users / 2,
-                           reset_stats=True,
-                           extra=("--user-rate", f"{user_rate:g}", "--slow-ms", f"{bound_ms:g}"))
+        step = locust_step(
+            variant,
+            "open",
+            "paced",
+            users,
+            plan.open_seconds + 2,
+            spawn_rate=users / 2,
+            reset_stats=True,
+            extra=("--user-rate", f"{user_rate:g}", "--slow-ms", f"{bound_ms:g}"),
+        )
     finally:
         probe.stop()
     return OpenStep(step, users * user_rate, bound_ms, list(probe.records), probe.cpu_seconds)
@@ -219,13 +255,18 @@ def errors(result: LoadResult) -> int:
 
 
 def closed_table(steps: list[Step]) -> str:
-    lines = ["| variant | users | req/s | 2xx/s | 429 | errors (5xx, transport, other) | p50 ms | p95 ms | p99 ms "
-             "| nginx reloads/min | Locust CPU |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| variant | users | req/s | 2xx/s | 429 | errors (5xx, transport, other) | p50 ms | p95 ms | p99 ms "
+        "| nginx reloads/min | Locust CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for s in steps:
         r = s.result
-        lines.append(f"| {s.variant} | {r.users} | {r.rps:.1f} | {r.ok_rps:.1f} | {r.count('429')} | {errors(r)} | "
-                     f"{_ms(r.p50_ms)} | {_ms(r.p95_ms)} | {_ms(r.p99_ms)} | {_per_min(s.reloads_per_min)} | "
-                     f"{r.locust_core_share:.0%} of a core |")
+        lines.append(
+            f"| {s.variant} | {r.users} | {r.rps:.1f} | {r.ok_rps:.1f} | {r.count('429')} | {errors(r)} | "
+            f"{_ms(r.p50_ms)} | {_ms(r.p95_ms)} | {_ms(r.p99_ms)} | {_per_min(s.reloads_per_min)} | "
+            f"{r.locust_core_share:.0%} of a core |"
+        )
     return "\n".join(lines)
 
 
@@ -238,31 +279,46 @@ def _probe_cells(records: list[Record], kind: str, bound_ms: float) -> str:
 
 
 def open_table(steps: list[OpenStep]) -> str:
-    lines = ["| variant | offered req/s | achieved req/s | 2xx | 429 | errors | over bound | every answer 2xx/429 within bound "
-             "| p50 ms | p95 ms | p99 ms | max ms | nginx reloads/min | naive keep-alive client failed | resending client failed "
-             "| generator CPU |", "|---|" + "---:|" * 15]
+    lines = [
+        "| variant | offered req/s | achieved req/s | 2xx | 429 | errors | over bound | every answer 2xx/429 within bound "
+        "| p50 ms | p95 ms | p99 ms | max ms | nginx reloads/min | naive keep-alive client failed | resending client failed "
+        "| generator CPU |",
+        "|---|" + "---:|" * 15,
+    ]
     for o in steps:
         r = o.step.result
-        every = errors(r) == 0 and r.slow == 0 and all(
-            (rec.ok or rec.status == 429) and rec.latency * 1000 <= o.bound_ms
-            for rec in o.probe if rec.kind == "retrying")
+        every = (
+            errors(r) == 0
+            and r.slow == 0
+            and all(
+                (rec.ok or rec.status == 429) and rec.latency * 1000 <= o.bound_ms
+                for rec in o.probe
+                if rec.kind == "retrying"
+            )
+        )
         cpu = (r.locust_cpu_s + o.probe_cpu_s) / r.wall_s if r.wall_s else 0.0
-        lines.append(f"| {o.step.variant} | {o.offered_rps:.0f} | {r.rps:.1f} | {r.count('2xx')} | {r.count('429')} | "
-                     f"{errors(r)} | {r.slow} | {'yes' if every else 'no'} (bound {o.bound_ms:.0f} ms) | "
-                     f"{_ms(r.p50_ms)} | {_ms(r.p95_ms)} | {_ms(r.p99_ms)} | {_ms(r.max_ms)} | "
-                     f"{_per_min(o.step.reloads_per_min)} | {_probe_cells(o.probe, 'naive', o.bound_ms)} | "
-                     f"{_probe_cells(o.probe, 'retrying', o.bound_ms)} | {cpu:.0%} of a core |")
+        lines.append(
+            f"| {o.step.variant} | {o.offered_rps:.0f} | {r.rps:.1f} | {r.count('2xx')} | {r.count('429')} | "
+            f"{errors(r)} | {r.slow} | {'yes' if every else 'no'} (bound {o.bound_ms:.0f} ms) | "
+            f"{_ms(r.p50_ms)} | {_ms(r.p95_ms)} | {_ms(r.p99_ms)} | {_ms(r.max_ms)} | "
+            f"{_per_min(o.step.reloads_per_min)} | {_probe_cells(o.probe, 'naive', o.bound_ms)} | "
+            f"{_probe_cells(o.probe, 'retrying', o.bound_ms)} | {cpu:.0%} of a core |"
+        )
     return "\n".join(lines)
 
 
 def original_table(steps: list[Step]) -> str:
-    lines = ["| variant | users | req/s | failures | of which 429 | p95 ms | p99 ms | nginx reloads/min | Locust CPU |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| variant | users | req/s | failures | of which 429 | p95 ms | p99 ms | nginx reloads/min | Locust CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for s in steps:
         r = s.result
-        lines.append(f"| {s.variant} | {r.users} | {r.rps:.1f} | {r.requests - r.count('2xx')} | {r.count('429')} | "
-                     f"{_ms(r.p95_ms)} | {_ms(r.p99_ms)} | {_per_min(s.reloads_per_min)} | "
-                     f"{r.locust_core_share:.0%} of a core |")
+        lines.append(
+            f"| {s.variant} | {r.users} | {r.rps:.1f} | {r.requests - r.count('2xx')} | {r.count('429')} | "
+            f"{_ms(r.p95_ms)} | {_ms(r.p99_ms)} | {_per_min(s.reloads_per_min)} | "
+            f"{r.locust_core_share:.0%} of a core |"
+        )
     return "\n".join(lines)
 
 
@@ -279,24 +335,33 @@ def start_variants(stack: ExitStack) -> list[Variant]:
             cluster = stack.enter_context(local_cluster(WORKERS))
             deadline = queue_deadline_ms(overrides)
         started.append(Variant(name, cluster, deadline))
-        print(f"{name}: gateway {cluster.config.gateway_url}, queue deadline {deadline:g} ms, "
-              f"renderer hold-down {renderer_hold_down(cluster)}", flush=True)
+        print(
+            f"{name}: gateway {cluster.config.gateway_url}, queue deadline {deadline:g} ms, "
+            f"renderer hold-down {renderer_hold_down(cluster)}",
+            flush=True,
+        )
     return started
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes: proves the benchmark runs")
-    parser.add_argument("--gateway-ms", type=float, default=1000.0,
-                        help="time allowed beyond the queue deadlines (proxying, inference, the shared "
-                             "machine): the open loop's bound is tries x deadline + this")
+    parser.add_argument(
+        "--gateway-ms",
+        type=float,
+        default=1000.0,
+        help="time allowed beyond the queue deadlines (proxying, inference, the shared "
+        "machine): the open loop's bound is tries x deadline + this",
+    )
     args = parser.parse_args(argv)
     plan = DRY if args.dry_run else FULL
     started = time.monotonic()
-    print(f"plan: closed loop {', '.join(map(str, plan.closed_users))} users x {plan.seconds} s, open loop "
-          f"{plan.open_factor:g}x capacity x {plan.open_seconds} s, original profile {plan.original_users} users "
-          f"x {plan.seconds} s, for {' and '.join(VARIANTS)}; estimated total {plan.estimate_s() / 60:.1f} min",
-          flush=True)
+    print(
+        f"plan: closed loop {', '.join(map(str, plan.closed_users))} users x {plan.seconds} s, open loop "
+        f"{plan.open_factor:g}x capacity x {plan.open_seconds} s, original profile {plan.original_users} users "
+        f"x {plan.seconds} s, for {' and '.join(VARIANTS)}; estimated total {plan.estimate_s() / 60:.1f} min",
+        flush=True,
+    )
     with ExitStack() as stack:
         variants = start_variants(stack)
         for variant in variants:  # first forward passes of each shape, connection pools
@@ -310,20 +375,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate = plan.open_factor * capacity
         print(f"capacity (best closed-loop 2xx/s): {capacity:.0f}; open loop offers {rate:.0f} req/s", flush=True)
         opened = [open_step(variant, plan, rate, args.gateway_ms) for variant in variants]
-        original = [locust_step(variant, "original", "original", plan.original_users, plan.seconds,
-                                spawn_rate=50) for variant in variants]
+        original = [
+            locust_step(variant, "original", "original", plan.original_users, plan.seconds, spawn_rate=50)
+            for variant in variants
+        ]
     print("\n## Closed loop, uncached MSRA sentences (FastHttpUser, no think time)\n")
     print(closed_table(closed))
-    print(f"\n## Open loop at {plan.open_factor:g}x capacity ({rate:.0f} req/s offered), with a keep-alive probe "
-          f"at {PROBE_RATE:g} req/s\n")
+    print(
+        f"\n## Open loop at {plan.open_factor:g}x capacity ({rate:.0f} req/s offered), with a keep-alive probe "
+        f"at {PROBE_RATE:g} req/s\n"
+    )
     print(open_table(opened))
-    print("\nbound = proxy_next_upstream_tries x queue deadline + --gateway-ms, over the Locust users and the "
-          "resending probe; the naive client fails when a reload closed its idle keep-alive connection "
-          "(transport) or on a non-2xx answer")
+    print(
+        "\nbound = proxy_next_upstream_tries x queue deadline + --gateway-ms, over the Locust users and the "
+        "resending probe; the naive client fails when a reload closed its idle keep-alive connection "
+        "(transport) or on a non-2xx answer"
+    )
     print(f"\n## Original profile ({plan.original_users} users, HttpUser, 1-3 s think time, /predict)\n")
     print(original_table(original))
-    print(f"\nreports in {ARTIFACTS.relative_to(REPO_ROOT)}/admission-*; total run time "
-          f"{(time.monotonic() - started) / 60:.1f} min (estimated {plan.estimate_s() / 60:.1f})")
+    print(
+        f"\nreports in {ARTIFACTS.relative_to(REPO_ROOT)}/admission-*; total run time "
+        f"{(time.monotonic() - started) / 60:.1f} min (estimated {plan.estimate_s() / 60:.1f})"
+    )
     return 0
 
 

@@ -172,14 +172,26 @@ def e2e(label: str, model_dir: Path, quantize: str, rates: Sequence[float], cach
     from bench.loadgen import PacedLoad, latency_ms
     from scripts.localcluster import LocalCluster, load_config, on_free_ports
 
-    env = {"NER_BACKEND": "onnx", "NER_QUANTIZE": quantize, "NER_CACHE_DIR": str(cache_dir),
-           "NER_RESULT_CACHE_SIZE": "0", "NER_THREADS": "8", "NER_MAX_BATCH": "16", "NER_BATCH_WAIT_MS": "2"}
+    env = {
+        "NER_BACKEND": "onnx",
+        "NER_QUANTIZE": quantize,
+        "NER_CACHE_DIR": str(cache_dir),
+        "NER_RESULT_CACHE_SIZE": "0",
+        "NER_THREADS": "8",
+        "NER_MAX_BATCH": "16",
+        "NER_BATCH_WAIT_MS": "2",
+    }
     saved = {key: os.environ.get(key) for key in (*env, "NER_ORT_THREADS")}
     os.environ.update(env)
     run_dir = Path(tempfile.mkdtemp(prefix="ner-bench-"))
     run_dir.chmod(0o755)
-    config = replace(on_free_ports(load_config(os.environ)), run_dir=run_dir, model_dir=model_dir,
-                     drain_seconds=1.0, gateway_rate="off")
+    config = replace(
+        on_free_ports(load_config(os.environ)),
+        run_dir=run_dir,
+        model_dir=model_dir,
+        drain_seconds=1.0,
+        gateway_rate="off",
+    )
     cluster = LocalCluster(config, say=lambda message: None)
     results = []
     payload = {"text": "新华社北京三月五日电，国务院总理李强在人民大会堂作政府工作报告。"}

@@ -6,6 +6,7 @@ Starts its own local cluster (free ports, own run directory), measures capacity,
 each scenario with two client kinds side by side: "retrying" resends once when a reused
 keep-alive connection was reset before any answer; "naive" does not.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,15 +57,22 @@ def main(argv: list[str] | None = None) -> int:
     with local_cluster(BASE_WORKERS) as cluster:
         url = f"{cluster.config.gateway_url}/v1/ner"
         capacity, cap_cpu = measure_capacity(url)
-        print(f"capacity with {BASE_WORKERS} workers: {capacity:.0f} req/s "
-              f"(generator CPU {cap_cpu:.1f}s in 6s); steady load {args.load * capacity:.0f} req/s",
-              flush=True)
+        print(
+            f"capacity with {BASE_WORKERS} workers: {capacity:.0f} req/s "
+            f"(generator CPU {cap_cpu:.1f}s in 6s); steady load {args.load * capacity:.0f} req/s",
+            flush=True,
+        )
         for name in chosen:
             if name == "overload":
                 _reset(cluster, BASE_WORKERS)
-                run = scenarios.run_scenario("overload_%gx" % args.overload, cluster,
-                                             args.overload * capacity, scenarios.overload_event(10.0),
-                                             threads=12, timeout=10.0)
+                run = scenarios.run_scenario(
+                    "overload_%gx" % args.overload,
+                    cluster,
+                    args.overload * capacity,
+                    scenarios.overload_event(10.0),
+                    threads=12,
+                    timeout=10.0,
+                )
             else:
                 workers, inject = SCENARIOS[name]
                 _reset(cluster, workers)
@@ -73,13 +81,16 @@ def main(argv: list[str] | None = None) -> int:
             results.append(summary)
             print(table(summary), flush=True)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    record = {"machine": {"cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
-              "capacity_rps": capacity, "steady_rps": args.load * capacity,
-              "harness_cpu_s": usage.ru_utime + usage.ru_stime, "scenarios": results}
+    record = {
+        "machine": {"cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
+        "capacity_rps": capacity,
+        "steady_rps": args.load * capacity,
+        "harness_cpu_s": usage.ru_utime + usage.ru_stime,
+        "scenarios": results,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2, default=str))
-    print(f"harness process CPU (generator + orchestration): {record['harness_cpu_s']:.1f}s; "
-          f"written to {args.out}")
+    print(f"harness process CPU (generator + orchestration): {record['harness_cpu_s']:.1f}s; written to {args.out}")
     return 0
 
 

@@ -6,6 +6,7 @@ Without --url it starts a local cluster and fuzzes one worker directly (the gate
 limit would otherwise answer most of the cases). Positive and negative cases, spread evenly
 over every operation in the document.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,9 @@ def fuzz(base_url: str, cases: int, seed: int = 0, timeout: float = 15.0) -> Fuz
     return result
 
 
-def _recorder(result: FuzzResult, session: requests.Session, base_url: str, timeout: float,
-              label: str) -> Callable[[schemathesis.Case], None]:
+def _recorder(
+    result: FuzzResult, session: requests.Session, base_url: str, timeout: float, label: str
+) -> Callable[[schemathesis.Case], None]:
     def call(case: schemathesis.Case) -> None:
         result.by_operation[label] += 1
         try:
@@ -66,10 +68,11 @@ def _recorder(result: FuzzResult, session: requests.Session, base_url: str, time
         result.by_status[response.status_code] += 1
         if response.status_code >= 500 and not _documented_refusal(label, response.status_code):
             result.server_errors.append(f"{label} {response.status_code} {response.text[:200]}")
-        elif response.status_code >= 400 and not _header(response, "content-type").startswith(
-                "application/json"):
-            result.non_json_errors.append(f"{label} {response.status_code} "
-                                          f"{_header(response, 'server')} {response.text[:80]!r}")
+        elif response.status_code >= 400 and not _header(response, "content-type").startswith("application/json"):
+            result.non_json_errors.append(
+                f"{label} {response.status_code} {_header(response, 'server')} {response.text[:80]!r}"
+            )
+
     return call
 
 
@@ -84,14 +87,26 @@ def _documented_refusal(label: str, status: int) -> bool:
     return label == "GET /health" and status == 503
 
 
-def _run(operation: schemathesis.APIOperation, mode: GenerationMode, examples: int, seed: int,
-         call: Callable[[schemathesis.Case], None]) -> None:
+def _run(
+    operation: schemathesis.APIOperation,
+    mode: GenerationMode,
+    examples: int,
+    seed: int,
+    call: Callable[[schemathesis.Case], None],
+) -> None:
     """Generate only (nothing fails inside, so there is nothing to shrink)."""
-    @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(generation_mode=mode))
     def generated(case: schemathesis.Case) -> None:
         call(case)
+
     generated._hypothesis_internal_use_seed = seed  # type: ignore[attr-defined]
     try:
         generated()
@@ -124,16 +139,17 @@ def main(argv: list[str] | None = None) -> int:
         result = fuzz(url, args.cases, args.seed)
         health = requests.get(f"{url}/health", timeout=5).status_code
         after = worker_processes(worker.port)
-        return _report(result, {"health_after": health, "same_processes": before == after,
-                                "pids": before})
+        return _report(result, {"health_after": health, "same_processes": before == after, "pids": before})
 
 
 def _report(result: FuzzResult, worker: dict | None) -> int:
     print(f"{result.total} requests in {result.seconds:.0f}s")
     print("by operation: " + ", ".join(f"{k} {v}" for k, v in sorted(result.by_operation.items())))
     print("by status:    " + ", ".join(f"{k} {v}" for k, v in sorted(result.by_status.items())))
-    print(f"5xx: {len(result.server_errors)}; transport errors: {dict(result.transport_errors)}; "
-          f"non-JSON 4xx: {len(result.non_json_errors)}")
+    print(
+        f"5xx: {len(result.server_errors)}; transport errors: {dict(result.transport_errors)}; "
+        f"non-JSON 4xx: {len(result.non_json_errors)}"
+    )
     for line in result.server_errors[:10] + result.non_json_errors[:10]:
         print("  " + line)
     if worker:

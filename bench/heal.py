@@ -5,6 +5,7 @@ worker's new instance passes, until the cluster has its full shape with the gate
 passing worker, and what a retrying and a naive keep-alive client lost. Then `down` right after a
 kill of each program, checked for leftovers. Loopback only; every loop is bounded.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,16 +28,20 @@ def _range(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     values = [v * scale for v in values]
     if not values:
         return "-"
-    if len(values) == 1 or max(values) - min(values) < 10 ** -digits:
+    if len(values) == 1 or max(values) - min(values) < 10**-digits:
         return f"{values[0]:.{digits}f}"
     return f"{min(values):.{digits}f}–{max(values):.{digits}f} (median {statistics.median(values):.{digits}f})"
 
 
 def _row(program: str, runs: list[Healed]) -> str:
     passing = [r.passing_again_s for r in runs if r.passing_again_s is not None]
-    cells = [f"kill -9 {program}", _range([r.running_again_s for r in runs], 1000, 0) + " ms",
-             _range([r.serving_again_s for r in runs], 1000, 0) + " ms",
-             (_range(passing) + " s") if passing else "-", _range([r.whole_again_s for r in runs]) + " s"]
+    cells = [
+        f"kill -9 {program}",
+        _range([r.running_again_s for r in runs], 1000, 0) + " ms",
+        _range([r.serving_again_s for r in runs], 1000, 0) + " ms",
+        (_range(passing) + " s") if passing else "-",
+        _range([r.whole_again_s for r in runs]) + " s",
+    ]
     for kind in ("retrying", "naive"):
         cells.append(f"{sum(r.failed[kind] for r in runs)} / {sum(r.requests[kind] for r in runs)}")
     cells.append(_range([r.gap_ms for r in runs], digits=0) + " ms")
@@ -67,25 +72,32 @@ def main(argv: list[str] | None = None) -> int:
 
     run_dir = Path(tempfile.mkdtemp(prefix="ner-heal-"))
     run_dir.chmod(0o755)
-    cluster = LocalCluster(replace(on_free_ports(load_config(os.environ)), run_dir=run_dir, drain_seconds=2.0),
-                           say=lambda message: None)
+    cluster = LocalCluster(
+        replace(on_free_ports(load_config(os.environ)), run_dir=run_dir, drain_seconds=2.0), say=lambda message: None
+    )
     started = time.monotonic()
     load_before = os.getloadavg()[0]
     try:
         cluster.up(2)
-        print(f"2 workers, {args.rate:g} requests/s paced through the gateway (half a resending keep-alive client, "
-              f"half a naive one), {args.rounds} kills of each program; load average {load_before:.1f}\n")
-        print("| program | running again | gateway answering | new instance passing | cluster whole again | "
-              "retrying client failed | naive client failed | longest time with no answer |")
+        print(
+            f"2 workers, {args.rate:g} requests/s paced through the gateway (half a resending keep-alive client, "
+            f"half a naive one), {args.rounds} kills of each program; load average {load_before:.1f}\n"
+        )
+        print(
+            "| program | running again | gateway answering | new instance passing | cluster whole again | "
+            "retrying client failed | naive client failed | longest time with no answer |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for program in PROGRAMS:
             runs = [kill_and_heal(cluster, program, rate=args.rate) for _ in range(args.rounds)]
             print(_row(program, runs), flush=True)
         loop = kill_loop(cluster, kills=args.loop_kills, seconds=args.loop_seconds, rate=args.rate * 0.75)
         counts = {name: loop.kills.count(name) for name in sorted(set(loop.kills))}
-        print(f"\nKill loop: {len(loop.kills)} kills over {loop.seconds:.0f} s ({counts}); full shape "
-              f"{loop.whole_again_s:.1f} s after the last; retrying client {loop.failed['retrying']} failed of "
-              f"{loop.requests['retrying']}, naive client {loop.failed['naive']} failed of {loop.requests['naive']}")
+        print(
+            f"\nKill loop: {len(loop.kills)} kills over {loop.seconds:.0f} s ({counts}); full shape "
+            f"{loop.whole_again_s:.1f} s after the last; retrying client {loop.failed['retrying']} failed of "
+            f"{loop.requests['retrying']}, naive client {loop.failed['naive']} failed of {loop.requests['naive']}"
+        )
         print("\n| killed, then `down` at once | down took | left running or listening |")
         print("|---|---:|---|")
         for program in (*PROGRAMS, "supervisord"):

@@ -3,6 +3,7 @@
 Shared by tests/integration/test_self_healing.py (which asserts on the outcomes) and
 bench/heal.py (`make heal`, which prints the table in docs/RELIABILITY.md).
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,9 @@ def full_shape(cluster: LocalCluster, workers: int) -> bool:
 
 
 def wait_full_shape(cluster: LocalCluster, workers: int, timeout: float = 60) -> float:
-    took = wait_for(lambda: full_shape(cluster, workers), timeout, f"the cluster's full shape ({workers} workers)",
-                    interval=0.05)
+    took = wait_for(
+        lambda: full_shape(cluster, workers), timeout, f"the cluster's full shape ({workers} workers)", interval=0.05
+    )
     if workers and cluster.wait_gateway_routes_to_all(timeout=20) is None:
         raise TimeoutError("the gateway does not route to every passing worker")
     return took
@@ -44,8 +46,12 @@ def wait_full_shape(cluster: LocalCluster, workers: int, timeout: float = 60) ->
 def runs_anew(cluster: LocalCluster, name: str, old_pid: int) -> bool:
     """A new process of the program runs (the supervisor counts it as RUNNING one second later)."""
     state = cluster.supervisor.state(name)
-    return (state is not None and state.state in ("STARTING", "RUNNING") and state.pid not in (0, old_pid)
-            and pid_alive(state.pid))
+    return (
+        state is not None
+        and state.state in ("STARTING", "RUNNING")
+        and state.pid not in (0, old_pid)
+        and pid_alive(state.pid)
+    )
 
 
 def serving_gap_ms(records: list[Record]) -> float:
@@ -78,8 +84,7 @@ def kill_and_heal(cluster: LocalCluster, program: str, workers: int = 2, rate: f
     """SIGKILL one program while `rate` requests/s flow through the gateway; measure the way back."""
     wait_full_shape(cluster, workers)
     name = program_name(program)
-    load = PacedLoad(f"{cluster.config.gateway_url}/v1/ner", rate=rate, threads=2, kinds=KINDS,
-                     max_seconds=90).start()
+    load = PacedLoad(f"{cluster.config.gateway_url}/v1/ner", rate=rate, threads=2, kinds=KINDS, max_seconds=90).start()
     try:
         _wait_records(load, int(rate), 15)
         victim = cluster.live()[name]
@@ -90,9 +95,11 @@ def kill_and_heal(cluster: LocalCluster, program: str, workers: int = 2, rate: f
         serving = running + cluster.wait_gateway_serving(timeout=15)
         passing = None
         if program == "worker":
+
             def new_instance_passing() -> bool:
                 port = cluster.port_of(name)
                 return port != victim.port and port in {s["Port"] for s in cluster.passing()}
+
             wait_for(new_instance_passing, 20, f"{name}'s new instance passing", interval=0.05)
             passing = time.monotonic() - killed
         wait_full_shape(cluster, workers)
@@ -106,11 +113,16 @@ def kill_and_heal(cluster: LocalCluster, program: str, workers: int = 2, rate: f
 def _tally(records: list[Record]) -> dict:
     t0 = min((r.sent_at for r in records), default=0.0)
     by_kind = {kind: [r for r in records if r.kind == kind] for kind in KINDS}
-    return {"requests": {kind: len(rs) for kind, rs in by_kind.items()},
-            "failed": {kind: sum(not r.ok for r in rs) for kind, rs in by_kind.items()},
-            "gap_ms": serving_gap_ms(records),
-            "failures": [f"{r.sent_at - t0:.2f}s {r.request_id}: {r.status or r.error} "
-                         f"after {r.latency:.2f}s" for r in by_kind["retrying"] if not r.ok][:10]}
+    return {
+        "requests": {kind: len(rs) for kind, rs in by_kind.items()},
+        "failed": {kind: sum(not r.ok for r in rs) for kind, rs in by_kind.items()},
+        "gap_ms": serving_gap_ms(records),
+        "failures": [
+            f"{r.sent_at - t0:.2f}s {r.request_id}: {r.status or r.error} after {r.latency:.2f}s"
+            for r in by_kind["retrying"]
+            if not r.ok
+        ][:10],
+    }
 
 
 @dataclass
@@ -127,8 +139,9 @@ class KillLoop:
     timeline: list[str] = field(default_factory=list)  # each kill, seconds from the start
 
 
-def kill_loop(cluster: LocalCluster, kills: int = 20, seconds: float = 120.0, workers: int = 2,
-              rate: float = 30.0, seed: int = 7) -> KillLoop:
+def kill_loop(
+    cluster: LocalCluster, kills: int = 20, seconds: float = 120.0, workers: int = 2, rate: float = 30.0, seed: int = 7
+) -> KillLoop:
     """`kills` random kill -9s spread over `seconds`, under paced load; then wait for the full shape.
 
     A worker is a candidate only while every worker passes: two workers dead at once is an outage
@@ -136,8 +149,9 @@ def kill_loop(cluster: LocalCluster, kills: int = 20, seconds: float = 120.0, wo
     """
     wait_full_shape(cluster, workers)
     rng = random.Random(seed)
-    load = PacedLoad(f"{cluster.config.gateway_url}/v1/ner", rate=rate, threads=2, kinds=KINDS,
-                     max_seconds=seconds + 120).start()
+    load = PacedLoad(
+        f"{cluster.config.gateway_url}/v1/ner", rate=rate, threads=2, kinds=KINDS, max_seconds=seconds + 120
+    ).start()
     done: list[str] = []
     timeline: list[str] = []
     started = time.monotonic()

@@ -9,6 +9,7 @@ with worker/whole_response.py, interleaved in rounds so both see the same machin
 
 Traffic goes to 127.0.0.1 only; every loop is bounded by count and time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,6 +48,7 @@ def make_app() -> falcon.App:
     """The app a killed worker serves; installs WholeResponse when the variant asks for it."""
     if os.environ.get(WHOLE_ENV) == "1":
         from worker.whole_response import install
+
         install()
     app = falcon.App()
     app.add_route("/", Answer())
@@ -78,9 +80,27 @@ def run_variant(whole: bool, kills: int, clients: int, max_seconds: float) -> Co
     port = free_port()
     env = {**os.environ, WHOLE_ENV: "1" if whole else "0", "PYTHONPATH": str(REPO_ROOT)}
     master = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "1", "-k", "gthread",
-         "--threads", "4", "--log-level", "error", "bench.kill_midresponse:make_app()"],
-        env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "1",
+            "-k",
+            "gthread",
+            "--threads",
+            "4",
+            "--log-level",
+            "error",
+            "bench.kill_midresponse:make_app()",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     outcomes: Counter = Counter()
     lock = threading.Lock()
     stop = threading.Event()
@@ -144,8 +164,9 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for name, counts in totals.items():
         requests = counts["ok"] + counts["no-head"] + counts["broken"]
-        print(f"| {name} | {counts['kills']} | {requests} | {counts['ok']} | {counts['no-head']} | "
-              f"{counts['broken']} |")
+        print(
+            f"| {name} | {counts['kills']} | {requests} | {counts['ok']} | {counts['no-head']} | {counts['broken']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ bounds given, or no request made at all; 2 when Locust produced no report. Every
 Locust's own CPU beside the figures: one Locust process uses at most one of the machine's
 cores, and whatever it uses is not available to nginx, the workers and Consul.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,7 @@ from urllib.parse import urlsplit
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = REPO_ROOT / "bench" / "locustfile.py"
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-PROFILES = {"original": "OriginalProfileUser", "news": "NewsUser", "batch": "BatchUser",
-            "paced": "PacedNewsUser"}
+PROFILES = {"original": "OriginalProfileUser", "news": "NewsUser", "batch": "BatchUser", "paced": "PacedNewsUser"}
 CPU_WARNING = "CPU usage above"
 
 
@@ -154,11 +154,34 @@ class LocustRun:
     extra: Sequence[str] = field(default_factory=tuple)
 
     def argv(self, prefix: Path) -> list[str]:
-        return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
-                "-u", str(self.users), "-r", str(self.spawn_rate or self.users), "-t", self.duration,
-                "--host", self.host, "--csv", str(prefix), "--html", f"{prefix}.html",
-                "--outcomes", f"{prefix}_outcomes.json", "--loglevel", "WARNING",
-                *(["--reset-stats"] if self.reset_stats else []), *self.extra, PROFILES[self.profile]]
+        return [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(LOCUSTFILE),
+            "--headless",
+            "--only-summary",
+            "-u",
+            str(self.users),
+            "-r",
+            str(self.spawn_rate or self.users),
+            "-t",
+            self.duration,
+            "--host",
+            self.host,
+            "--csv",
+            str(prefix),
+            "--html",
+            f"{prefix}.html",
+            "--outcomes",
+            f"{prefix}_outcomes.json",
+            "--loglevel",
+            "WARNING",
+            *(["--reset-stats"] if self.reset_stats else []),
+            *self.extra,
+            PROFILES[self.profile],
+        ]
 
     def run(self) -> LoadResult:
         self.artifacts.mkdir(parents=True, exist_ok=True)
@@ -167,9 +190,14 @@ class LocustRun:
             stale.unlink()
         cpu_before, busy_before = _children_cpu(), machine_busy_jiffies()
         started = time.monotonic()
-        done = subprocess.run(self.argv(prefix), cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=duration_seconds(self.duration) + 120,
-                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        done = subprocess.run(
+            self.argv(prefix),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=duration_seconds(self.duration) + 120,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        )
         wall = time.monotonic() - started
         cpu = _children_cpu() - cpu_before
         busy_after = machine_busy_jiffies()
@@ -180,16 +208,31 @@ class LocustRun:
             final = json.loads(Path(f"{prefix}_outcomes.json").read_text())
         except (OSError, ValueError):
             final = {}
-        reports = tuple(p for p in (Path(f"{prefix}_stats.csv"), Path(f"{prefix}_failures.csv"),
-                                    Path(f"{prefix}.html")) if p.exists())
+        reports = tuple(
+            p
+            for p in (Path(f"{prefix}_stats.csv"), Path(f"{prefix}_failures.csv"), Path(f"{prefix}.html"))
+            if p.exists()
+        )
         log = done.stdout + done.stderr
         return LoadResult(
-            profile=self.profile, users=self.users, wall_s=wall, requests=int(final.get("requests") or 0),
-            rps=float(final.get("rps") or 0.0), outcomes=final.get("outcomes", {}), p50_ms=final.get("p50_ms"),
-            p95_ms=final.get("p95_ms"), p99_ms=final.get("p99_ms"), max_ms=final.get("max_ms"),
-            locust_cpu_s=cpu, machine_busy_cores=busy_cores, reports=reports, returncode=done.returncode,
-            cpu_warning=bool(final.get("cpu_warning")) or CPU_WARNING in log, slow=int(final.get("slow") or 0),
-            log_tail="\n".join(log.splitlines()[-15:]))
+            profile=self.profile,
+            users=self.users,
+            wall_s=wall,
+            requests=int(final.get("requests") or 0),
+            rps=float(final.get("rps") or 0.0),
+            outcomes=final.get("outcomes", {}),
+            p50_ms=final.get("p50_ms"),
+            p95_ms=final.get("p95_ms"),
+            p99_ms=final.get("p99_ms"),
+            max_ms=final.get("max_ms"),
+            locust_cpu_s=cpu,
+            machine_busy_cores=busy_cores,
+            reports=reports,
+            returncode=done.returncode,
+            cpu_warning=bool(final.get("cpu_warning")) or CPU_WARNING in log,
+            slow=int(final.get("slow") or 0),
+            log_tail="\n".join(log.splitlines()[-15:]),
+        )
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:
@@ -201,21 +244,27 @@ def summary_table(results: Sequence[LoadResult], label: str = "run") -> str:
     header = f"| {label} | users | requests | req/s | 2xx | 429 | 5xx | other 4xx | transport | p50 ms | p95 ms | p99 ms | Locust CPU |"
     lines = [header, "|" + "|".join(["---"] + ["---:"] * 12) + "|"]
     for r in results:
-        lines.append(f"| {r.profile} | {r.users} | {r.requests} | {r.rps:.1f} | {r.count('2xx')} | {r.count('429')} | "
-                     f"{r.count('5xx')} | {r.count('other')} | {r.count('transport')} | {_fmt(r.p50_ms)} | "
-                     f"{_fmt(r.p95_ms)} | {_fmt(r.p99_ms)} | {r.locust_core_share:.0%} of a core |")
+        lines.append(
+            f"| {r.profile} | {r.users} | {r.requests} | {r.rps:.1f} | {r.count('2xx')} | {r.count('429')} | "
+            f"{r.count('5xx')} | {r.count('other')} | {r.count('transport')} | {_fmt(r.p50_ms)} | "
+            f"{_fmt(r.p95_ms)} | {_fmt(r.p99_ms)} | {r.locust_core_share:.0%} of a core |"
+        )
     return "\n".join(lines)
 
 
 def cpu_note(result: LoadResult) -> str:
     """How the generator and the system under test shared the machine's cores."""
     cores = os.cpu_count() or 1
-    note = (f"Locust used {result.locust_cpu_s:.1f} s CPU in {result.wall_s:.1f} s "
-            f"({result.locust_core_share:.0%} of one core; one Locust process can use at most one)")
+    note = (
+        f"Locust used {result.locust_cpu_s:.1f} s CPU in {result.wall_s:.1f} s "
+        f"({result.locust_core_share:.0%} of one core; one Locust process can use at most one)"
+    )
     if result.machine_busy_cores is not None:
         rest = max(result.machine_busy_cores - result.locust_core_share, 0.0)
-        note += (f"; the machine was {result.machine_busy_cores:.2f} of {cores} cores busy, so about "
-                 f"{rest:.2f} cores went to nginx, the workers, Consul and anything else running")
+        note += (
+            f"; the machine was {result.machine_busy_cores:.2f} of {cores} cores busy, so about "
+            f"{rest:.2f} cores went to nginx, the workers, Consul and anything else running"
+        )
     if result.cpu_warning:
         note += ". Locust warned that its CPU was above 90 %: its figures may understate the gateway"
     return note
@@ -225,14 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=32)
     parser.add_argument("--time", default="30s", type=run_time, help="run time, Locust syntax (30s, 2m)")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="news",
-                        help="original: HttpUser, 1-3 s think time, /predict; news: closed loop of never "
-                             "repeated MSRA test sentences; batch: /v1/ner texts; paced: 1 request/s per user")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="news",
+        help="original: HttpUser, 1-3 s think time, /predict; news: closed loop of never "
+        "repeated MSRA test sentences; batch: /v1/ner texts; paced: 1 request/s per user",
+    )
     parser.add_argument("--host", default=None, help="gateway URL (default: the local cluster's)")
     parser.add_argument("--allow-remote", action="store_true", help="allow a host that is not loopback")
     parser.add_argument("--max-429", type=float, default=None, help="largest allowed ratio of 429 answers")
     parser.add_argument("--max-p95-ms", type=float, default=None, help="largest allowed p95, ms")
-    parser.add_argument("--spawn-rate", type=float, default=None, help="users started per second (default: all at once)")
+    parser.add_argument(
+        "--spawn-rate", type=float, default=None, help="users started per second (default: all at once)"
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="texts per request (batch profile)")
     parser.add_argument("--name", default="", help="report file prefix in test-artifacts/")
     return parser
@@ -262,8 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not result.reports or not result.outcomes:
         print(f"Locust produced no report (exit {result.returncode}):\n{result.log_tail}")
         return 2
-    print("reports: " + ", ".join(str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p)
-                                  for p in result.reports))
+    print(
+        "reports: "
+        + ", ".join(str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p) for p in result.reports)
+    )
     reasons = budget.broken(result)
     print("budget: " + ("kept" if not reasons else "BROKEN: " + "; ".join(reasons)))
     return 1 if reasons else 0

@@ -4,6 +4,7 @@ Threads with keep-alive `http.client` connections, because the chaos figures nee
 exact send time, status and serving worker of each request, and the generator's own CPU
 time must be reportable beside every result (the machine has 2 cores).
 """
+
 from __future__ import annotations
 
 import http.client
@@ -17,8 +18,7 @@ from urllib.parse import urlsplit
 TEXT = {"text": "张三在北京的清华大学工作。"}
 # Errors on a reused keep-alive connection before any byte of the answer: the server (or a
 # reloading gateway) closed it while idle. The request never ran, so it is safe to send again.
-_STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
-                     http.client.BadStatusLine)
+_STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, http.client.BadStatusLine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +113,9 @@ class PacedLoad:
         for kind in self.kinds:
             for index in range(self.threads):
                 offset = index / self.rate * len(self.kinds) if self.rate > 0 else 0.0
-                thread = threading.Thread(target=self._run, args=(kind, index, per_thread, offset),
-                                          daemon=True, name=f"load-{kind}-{index}")
+                thread = threading.Thread(
+                    target=self._run, args=(kind, index, per_thread, offset), daemon=True, name=f"load-{kind}-{index}"
+                )
                 self._pool.append(thread)
                 thread.start()
         return self
@@ -142,11 +143,9 @@ class PacedLoad:
             sent = time.monotonic()
             try:
                 status, worker, retried = client.post(body, request_id)
-                record = Record(kind, request_id, sent, time.monotonic() - sent, status, worker,
-                                retried=retried)
+                record = Record(kind, request_id, sent, time.monotonic() - sent, status, worker, retried=retried)
             except (OSError, http.client.HTTPException) as error:
-                record = Record(kind, request_id, sent, time.monotonic() - sent, None, None,
-                                error=type(error).__name__)
+                record = Record(kind, request_id, sent, time.monotonic() - sent, None, None, error=type(error).__name__)
             with self._lock:
                 self.records.append(record)
         client.close()

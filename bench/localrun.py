@@ -1,4 +1,5 @@
 """A throw-away local cluster for benchmarks: free ports and its own run directory."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,12 @@ def local_cluster(workers: int, drain_seconds: float = 2.0, quiet: bool = True) 
     """Start Consul, `workers` workers, renderer and nginx; stop and remove everything afterwards."""
     run_dir = Path(tempfile.mkdtemp(prefix="ner-bench-"))
     run_dir.chmod(0o755)  # nginx's unprivileged workers must enter it
-    config = replace(on_free_ports(load_config(os.environ)), run_dir=run_dir, drain_seconds=drain_seconds,
-                     model_dir=Path(os.environ.get("NER_MODEL_DIR", DEFAULT_MODEL)).resolve())
+    config = replace(
+        on_free_ports(load_config(os.environ)),
+        run_dir=run_dir,
+        drain_seconds=drain_seconds,
+        model_dir=Path(os.environ.get("NER_MODEL_DIR", DEFAULT_MODEL)).resolve(),
+    )
     cluster = LocalCluster(config, say=(lambda message: None) if quiet else print)
     try:
         cluster.up(workers)

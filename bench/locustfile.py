@@ -8,6 +8,7 @@ other than 2xx is a failure in Locust's own report, named by its status ("HTTP 4
 `--outcomes FILE` writes the answers counted by class (2xx, 429, 5xx, other, transport
 error) so a runner can tell refusals from errors.
 """
+
 from __future__ import annotations
 
 import json
@@ -88,10 +89,12 @@ def outcome_class(status: int | None) -> str:
 def _options(parser: Any) -> None:
     parser.add_argument("--outcomes", default="", help="write answers counted by class to this JSON file")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="texts per BatchUser request")
-    parser.add_argument("--user-rate", type=float, default=DEFAULT_USER_RATE,
-                        help="requests per second of each PacedNewsUser")
-    parser.add_argument("--slow-ms", type=float, default=0.0,
-                        help="also count answers slower than this many ms (0: do not)")
+    parser.add_argument(
+        "--user-rate", type=float, default=DEFAULT_USER_RATE, help="requests per second of each PacedNewsUser"
+    )
+    parser.add_argument(
+        "--slow-ms", type=float, default=0.0, help="also count answers slower than this many ms (0: do not)"
+    )
 
 
 @events.init.add_listener
@@ -129,18 +132,32 @@ def _write_outcomes(environment: Any, **_: Any) -> None:
         return
     total = environment.stats.total
     percentile = (lambda q: total.get_response_time_percentile(q)) if total.num_requests else (lambda q: None)
-    Path(path).write_text(json.dumps({
-        "outcomes": dict(OUTCOMES), "requests": total.num_requests, "failures": total.num_failures,
-        "rps": total.total_rps, "p50_ms": percentile(0.5), "p95_ms": percentile(0.95),
-        "p99_ms": percentile(0.99), "max_ms": total.max_response_time or None,
-        "slow": SLOW["answers"], "cpu_warning": bool(CPU_WARNED)}, indent=2) + "\n")
+    Path(path).write_text(
+        json.dumps(
+            {
+                "outcomes": dict(OUTCOMES),
+                "requests": total.num_requests,
+                "failures": total.num_failures,
+                "rps": total.total_rps,
+                "p50_ms": percentile(0.5),
+                "p95_ms": percentile(0.95),
+                "p99_ms": percentile(0.99),
+                "max_ms": total.max_response_time or None,
+                "slow": SLOW["answers"],
+                "cpu_warning": bool(CPU_WARNED),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def checked(response: Any) -> None:
     """Inside catch_response: anything but 2xx is a failure named by its status."""
     if not 200 <= (response.status_code or 0) < 300:
-        response.failure(f"HTTP {response.status_code}" if response.status_code else
-                         f"transport: {type(response.error).__name__}")
+        response.failure(
+            f"HTTP {response.status_code}" if response.status_code else f"transport: {type(response.error).__name__}"
+        )
 
 
 # --------------------------------------------------------------------------- users
@@ -153,8 +170,9 @@ class OriginalProfileUser(HttpUser):
 
     @task
     def predict(self) -> None:
-        with self.client.post("/predict", json={"text": random.choice(ORIGINAL_SENTENCES)},
-                              name="/predict", catch_response=True) as response:
+        with self.client.post(
+            "/predict", json={"text": random.choice(ORIGINAL_SENTENCES)}, name="/predict", catch_response=True
+        ) as response:
             checked(response)
 
 
@@ -165,8 +183,9 @@ class NewsUser(FastHttpUser):
 
     @task
     def ner(self) -> None:
-        with self.client.post("/v1/ner", json={"text": news().next()}, name="/v1/ner text",
-                              catch_response=True) as response:
+        with self.client.post(
+            "/v1/ner", json={"text": news().next()}, name="/v1/ner text", catch_response=True
+        ) as response:
             checked(response)
 
 
@@ -179,8 +198,7 @@ class BatchUser(FastHttpUser):
     def ner_batch(self) -> None:
         size = getattr(self.environment.parsed_options, "batch_size", DEFAULT_BATCH_SIZE)
         texts = [news().next() for _ in range(size)]
-        with self.client.post("/v1/ner", json={"texts": texts}, name="/v1/ner texts",
-                              catch_response=True) as response:
+        with self.client.post("/v1/ner", json={"texts": texts}, name="/v1/ner texts", catch_response=True) as response:
             checked(response)
 
 
@@ -190,12 +208,12 @@ class PacedNewsUser(FastHttpUser):
 
     def wait_time(self) -> float:
         if not hasattr(self, "_pacing"):
-            self._pacing = constant_throughput(getattr(self.environment.parsed_options, "user_rate",
-                                                       DEFAULT_USER_RATE))
+            self._pacing = constant_throughput(getattr(self.environment.parsed_options, "user_rate", DEFAULT_USER_RATE))
         return self._pacing(self)
 
     @task
     def ner(self) -> None:
-        with self.client.post("/v1/ner", json={"text": news().next()}, name="/v1/ner text",
-                              catch_response=True) as response:
+        with self.client.post(
+            "/v1/ner", json={"text": news().next()}, name="/v1/ner text", catch_response=True
+        ) as response:
             checked(response)

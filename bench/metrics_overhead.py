@@ -8,6 +8,7 @@ The two apps answer alternating rounds of the same request, so drift in machine 
 The WSGI app is called directly (no HTTP, no socket): what is left is Falcon, our middleware and
 the model, which makes the metrics' share as large as it can be.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,11 +43,21 @@ class TinyBackend(NerBackend):
 def environ() -> dict[str, Any]:
     """A fresh WSGI environ for POST /v1/ner (the body stream is consumed by each request)."""
     return {
-        "REQUEST_METHOD": "POST", "PATH_INFO": "/v1/ner", "QUERY_STRING": "", "SERVER_NAME": "bench",
-        "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
-        "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(BODY)),
-        "wsgi.input": io.BytesIO(BODY), "wsgi.errors": sys.stderr, "wsgi.version": (1, 0),
-        "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/v1/ner",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "bench",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(BODY)),
+        "wsgi.input": io.BytesIO(BODY),
+        "wsgi.errors": sys.stderr,
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
     }
 
 
@@ -91,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per round (default 2000)")
     parser.add_argument("--rounds", type=int, default=7, help="rounds per app, alternating (default 7)")
-    parser.add_argument("--multiprocess", action="store_true",
-                        help="metrics in PROMETHEUS_MULTIPROC_DIR files, as the gunicorn workers run them")
+    parser.add_argument(
+        "--multiprocess",
+        action="store_true",
+        help="metrics in PROMETHEUS_MULTIPROC_DIR files, as the gunicorn workers run them",
+    )
     parser.add_argument("--model", type=Path, help="a RaNER model directory instead of the fake model")
     args = parser.parse_args(argv)
 

@@ -1,4 +1,5 @@
 """Tables of chaos results: per client kind, sent/failed and latency before/during/after the event."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -48,19 +49,33 @@ def summarize(run: ScenarioRun) -> dict[str, Any]:
 
 def table(summary: dict[str, Any]) -> str:
     """A fixed-width table for one scenario, then its timing figures on one line."""
-    lines = [f"== {summary['scenario']}  (event window {summary['event_window_s']:.1f}s, "
-             f"generator CPU {summary['generator_cpu_s']:.1f}s over {summary['wall_s']:.0f}s wall)"]
+    lines = [
+        f"== {summary['scenario']}  (event window {summary['event_window_s']:.1f}s, "
+        f"generator CPU {summary['generator_cpu_s']:.1f}s over {summary['wall_s']:.0f}s wall)"
+    ]
     header = ("client", "sent", "failed", "p50 b/d/a ms", "p95 b/d/a ms", "p99 b/d/a ms", "failures")
     rows = [header]
     for kind, data in summary["kinds"].items():
         lat = data["latency_ms"]
         cells = ["/".join(_fmt(lat[p][q]) for p in ("before", "during", "after")) for q in ("p50", "p95", "p99")]
-        rows.append((kind, str(data["sent"]), str(data["failed"]), *cells,
-                     ",".join(f"{k}:{v}" for k, v in data["failed_by"].items()) or "-"))
+        rows.append(
+            (
+                kind,
+                str(data["sent"]),
+                str(data["failed"]),
+                *cells,
+                ",".join(f"{k}:{v}" for k, v in data["failed_by"].items()) or "-",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    extra = {"stopped routing to victim s": summary["stopped_routing_s"],
-             "passing to traffic s": summary["new_worker_to_traffic_s"], **summary["figures"]}
-    lines.append("   " + "; ".join(f"{k} {_fmt(v) if isinstance(v, (int, float)) else v}"
-                                   for k, v in extra.items() if v is not None))
+    extra = {
+        "stopped routing to victim s": summary["stopped_routing_s"],
+        "passing to traffic s": summary["new_worker_to_traffic_s"],
+        **summary["figures"],
+    }
+    lines.append(
+        "   "
+        + "; ".join(f"{k} {_fmt(v) if isinstance(v, (int, float)) else v}" for k, v in extra.items() if v is not None)
+    )
     return "\n".join(lines)

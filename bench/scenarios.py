@@ -5,6 +5,7 @@ returns when the "during" window ends plus the figures it measured. `run_scenari
 it in before/after windows of steady load and joins the client's view with the gateway's
 access log (which worker each request was tried on).
 """
+
 from __future__ import annotations
 
 import os
@@ -47,11 +48,18 @@ class ScenarioRun:
     tried: dict[str, list[int]]
 
 
-def run_scenario(name: str, cluster: LocalCluster, rate: float, inject: Callable[[LocalCluster], Event],
-                 threads: int = 3, timeout: float = 10.0) -> ScenarioRun:
+def run_scenario(
+    name: str,
+    cluster: LocalCluster,
+    rate: float,
+    inject: Callable[[LocalCluster], Event],
+    threads: int = 3,
+    timeout: float = 10.0,
+) -> ScenarioRun:
     """Steady load for BEFORE_S, the event, AFTER_S more; then the records and figures."""
-    load = PacedLoad(f"{cluster.config.gateway_url}/v1/ner", rate=rate, threads=threads,
-                     timeout=timeout, max_seconds=300).start()
+    load = PacedLoad(
+        f"{cluster.config.gateway_url}/v1/ner", rate=rate, threads=threads, timeout=timeout, max_seconds=300
+    ).start()
     time.sleep(BEFORE_S)
     event_at = time.monotonic()
     try:
@@ -59,8 +67,16 @@ def run_scenario(name: str, cluster: LocalCluster, rate: float, inject: Callable
         time.sleep(max(0.0, event.ended_at + AFTER_S - time.monotonic()))
     finally:
         load.stop()
-    return ScenarioRun(name, list(load.records), load.started_at, event_at, event, load.cpu_seconds,
-                       load.stopped_at - load.started_at, attempted_ports(cluster))
+    return ScenarioRun(
+        name,
+        list(load.records),
+        load.started_at,
+        event_at,
+        event,
+        load.cpu_seconds,
+        load.stopped_at - load.started_at,
+        attempted_ports(cluster),
+    )
 
 
 def _victim(cluster: LocalCluster, last: bool = True) -> Proc:
@@ -70,8 +86,10 @@ def _victim(cluster: LocalCluster, last: bool = True) -> Proc:
 
 def _wait_traffic(cluster: LocalCluster, port: int, timeout: float = 60) -> tuple[str, float]:
     """Wait for a new worker to pass in Consul; its ID and when it passed."""
+
     def passing_id() -> str | None:
         return next((s["ID"] for s in cluster.passing() if s["Port"] == port), None)
+
     wait_for(lambda: passing_id() is not None, timeout, f"worker on port {port} passing", interval=0.05)
     return passing_id() or "", time.monotonic()
 
@@ -95,8 +113,7 @@ def sigterm(cluster: LocalCluster) -> Event:
     os.kill(victim.pid, signal.SIGTERM)
     out = wait_for(lambda: not in_upstream(cluster, victim.port), 10, "drained worker out of upstream", 0.02)
     exited = wait_for(lambda: not victim.alive(), 40, "drained worker to exit", 0.05)
-    return Event(time.monotonic(), {"out_of_upstream_s": out, "exit_s": exited + out},
-                 victim_ports=[victim.port])
+    return Event(time.monotonic(), {"out_of_upstream_s": out, "exit_s": exited + out}, victim_ports=[victim.port])
 
 
 def rolling_restart(cluster: LocalCluster) -> Event:
@@ -120,8 +137,7 @@ def scale_1_6_1(cluster: LocalCluster) -> Event:
     up = time.monotonic() - t0
     time.sleep(2.0)
     cluster.scale(1)
-    return Event(time.monotonic(), {"to_six_s": up, "six_to_one_s": time.monotonic() - t0 - up},
-                 newcomers=newcomers)
+    return Event(time.monotonic(), {"to_six_s": up, "six_to_one_s": time.monotonic() - t0 - up}, newcomers=newcomers)
 
 
 def hang(cluster: LocalCluster, hold_s: float = 8.0) -> Event:
@@ -161,19 +177,25 @@ def zero_then_one(cluster: LocalCluster) -> Event:
         started = time.monotonic()
         response = requests.post(url, json={"text": "北京"}, timeout=5)
         timings.append(time.monotonic() - started)
-        bodies_ok &= (response.status_code == 503
-                      and response.headers.get("Content-Type", "").startswith("application/json")
-                      and {"title", "description"} <= set(response.json()))
+        bodies_ok &= (
+            response.status_code == 503
+            and response.headers.get("Content-Type", "").startswith("application/json")
+            and {"title", "description"} <= set(response.json())
+        )
     _, worker_id, passing_at = _start_and_wait(cluster)
-    return Event(time.monotonic(), {"to_empty_s": empty_s, "max_503_ms": max(timings) * 1000,
-                                    "json_503": "yes" if bodies_ok else "NO"},
-                 newcomers={worker_id: passing_at})
+    return Event(
+        time.monotonic(),
+        {"to_empty_s": empty_s, "max_503_ms": max(timings) * 1000, "json_503": "yes" if bodies_ok else "NO"},
+        newcomers={worker_id: passing_at},
+    )
 
 
 def overload_event(seconds: float) -> Callable[[LocalCluster], Event]:
     """No failure injected: the load itself is the event (run at 2x capacity)."""
+
     def inject(cluster: LocalCluster) -> Event:
         return Event(time.monotonic() + seconds)
+
     return inject
 
 
@@ -182,8 +204,9 @@ def stopped_routing_s(run: ScenarioRun) -> float | None:
     if not run.event.victim_ports:
         return None
     victims = set(run.event.victim_ports)
-    times = [r.sent_at for r in run.records
-             if r.sent_at >= run.event_at and victims & set(run.tried.get(r.request_id, []))]
+    times = [
+        r.sent_at for r in run.records if r.sent_at >= run.event_at and victims & set(run.tried.get(r.request_id, []))
+    ]
     return (max(times) - run.event_at) if times else 0.0
 
 

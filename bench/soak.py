@@ -6,6 +6,7 @@ RSS and open file descriptors are summed over each worker's process group (gunic
 and its worker processes), sampled every `--every` seconds. Growth compares the last sample
 with the first one taken after a warm-up minute (allocator and caches settle first).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,20 +61,34 @@ def main(argv: list[str] | None = None) -> int:
             at = time.monotonic() - started
             usage = {name: group_usage(pid) for name, pid in workers.items()}
             done = list(load.records)
-            samples.append({"t_s": round(at), "requests": len(done), "failed": sum(not r.ok for r in done),
-                            **{f"{n}_rss_mb": round(u[0] / 2**20, 1) for n, u in usage.items()},
-                            **{f"{n}_fds": u[1] for n, u in usage.items()}})
+            samples.append(
+                {
+                    "t_s": round(at),
+                    "requests": len(done),
+                    "failed": sum(not r.ok for r in done),
+                    **{f"{n}_rss_mb": round(u[0] / 2**20, 1) for n, u in usage.items()},
+                    **{f"{n}_fds": u[1] for n, u in usage.items()},
+                }
+            )
             print(json.dumps(samples[-1]), flush=True)
         load.stop()
     records = load.records
     baseline = next((s for s in samples if s["t_s"] >= args.warmup), samples[0])
     growth = {n: (samples[-1][f"{n}_rss_mb"] / baseline[f"{n}_rss_mb"] - 1) * 100 for n in workers}
-    summary = {"capacity_rps": capacity, "rate_rps": rate, "minutes": args.minutes,
-               "requests": len(records), "failed": sum(not r.ok for r in records),
-               "achieved_rps": len(records) / duration, "latency_ms": latency_ms(records),
-               "rss_growth_pct_after_warmup": growth, "generator_cpu_s": load.cpu_seconds,
-               "fds_first_last": {n: (samples[0][f"{n}_fds"], samples[-1][f"{n}_fds"]) for n in workers},
-               "loadavg_at_end": os.getloadavg(), "samples": samples}
+    summary = {
+        "capacity_rps": capacity,
+        "rate_rps": rate,
+        "minutes": args.minutes,
+        "requests": len(records),
+        "failed": sum(not r.ok for r in records),
+        "achieved_rps": len(records) / duration,
+        "latency_ms": latency_ms(records),
+        "rss_growth_pct_after_warmup": growth,
+        "generator_cpu_s": load.cpu_seconds,
+        "fds_first_last": {n: (samples[0][f"{n}_fds"], samples[-1][f"{n}_fds"]) for n in workers},
+        "loadavg_at_end": os.getloadavg(),
+        "samples": samples,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "samples"}, indent=2))

@@ -22,6 +22,7 @@ generator used. Variants run side by side in one run:
 
 Traffic goes to 127.0.0.1 only; each level is bounded in time, each start-up by a deadline.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,6 +50,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # ---------------------------------------------------------------- the worker under test
 
+
 @dataclass
 class Worker:
     """A gunicorn master and its worker process, started with the given NER_* settings."""
@@ -61,14 +63,27 @@ class Worker:
 
     def start(self) -> "Worker":
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NER_", "_NER_", "PROMETHEUS_MULTIPROC"))}
-        env.update({"NER_REGISTER": "0", "NER_BIND": f"127.0.0.1:{self.port}", "NER_PROCESSES": "1",
-                    "NER_RESULT_CACHE_SIZE": "0", "PYTHONPATH": str(REPO_ROOT), **self.env})
+        env.update(
+            {
+                "NER_REGISTER": "0",
+                "NER_BIND": f"127.0.0.1:{self.port}",
+                "NER_PROCESSES": "1",
+                "NER_RESULT_CACHE_SIZE": "0",
+                "PYTHONPATH": str(REPO_ROOT),
+                **self.env,
+            }
+        )
         self.started = time.monotonic()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", str(CONF), "worker.app:get_app()"],
-                env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+                env=env,
+                cwd=REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         return self
 
     def wait_ready(self) -> float:
@@ -138,6 +153,7 @@ class Worker:
 
 # ---------------------------------------------------------------- closed-loop keep-alive clients
 
+
 @dataclass
 class LevelResult:
     clients: int
@@ -166,8 +182,7 @@ class LevelResult:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def _client(port: int, sentences: list[str], start: int, step: int, stop_at: float,
-                  result: LevelResult) -> None:
+async def _client(port: int, sentences: list[str], start: int, step: int, stop_at: float, result: LevelResult) -> None:
     """One keep-alive connection sending its next request as soon as the last one is answered."""
     index = start
     reader = writer = None
@@ -177,8 +192,10 @@ async def _client(port: int, sentences: list[str], start: int, step: int, stop_a
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
             body = json.dumps({"text": sentences[index % len(sentences)]}, ensure_ascii=False).encode()
             index += step
-            head = (f"POST /v1/ner HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+            head = (
+                f"POST /v1/ner HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
             sent = time.monotonic()
             try:
                 writer.write(head + body)
@@ -236,14 +253,15 @@ async def _check_health(port: int, stop_at: float, result: LevelResult) -> None:
         await asyncio.sleep(max(0.0, 0.5 - (time.monotonic() - sent)))
 
 
-async def _run_level(worker: Worker, sentences: list[str], clients: int, seconds: float,
-                     offset: int) -> LevelResult:
+async def _run_level(worker: Worker, sentences: list[str], clients: int, seconds: float, offset: int) -> LevelResult:
     result = LevelResult(clients, seconds)
     cpu_before, own_before = worker.cpu_seconds(), _own_cpu()
     started = time.monotonic()
     stop_at = started + seconds
-    tasks = [asyncio.create_task(_client(worker.port, sentences, offset + i, clients, stop_at, result))
-             for i in range(clients)]
+    tasks = [
+        asyncio.create_task(_client(worker.port, sentences, offset + i, clients, stop_at, result))
+        for i in range(clients)
+    ]
     tasks.append(asyncio.create_task(_check_health(worker.port, stop_at, result)))
     while time.monotonic() < stop_at:
         result.peak_rss = max(result.peak_rss, worker.rss_bytes())
@@ -262,6 +280,7 @@ def _own_cpu() -> float:
 
 
 # ---------------------------------------------------------------- runs
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -285,8 +304,9 @@ class Variant:
         return f"{self.backend}, deadline {self.deadline_ms:g} ms{threads}"
 
 
-def run_backend(variants: list[Variant], sentences: list[str], levels: list[int], seconds: float,
-                log_dir: Path) -> list[tuple[Variant, LevelResult]]:
+def run_backend(
+    variants: list[Variant], sentences: list[str], levels: list[int], seconds: float, log_dir: Path
+) -> list[tuple[Variant, LevelResult]]:
     """All variants' workers up at once; each level runs on them back to back, so they share the machine's state."""
     workers: dict[Variant, Worker] = {}
     rows = []
@@ -296,16 +316,21 @@ def run_backend(variants: list[Variant], sentences: list[str], levels: list[int]
             workers[variant] = Worker(variant.env, log_dir / f"{name}.log").start()
         for variant, worker in workers.items():
             ready = worker.wait_ready()
-            print(f"# {variant.label}: ready {ready:.1f}s after start, idle RSS "
-                  f"{worker.rss_bytes() / 2**20:.0f} MiB", flush=True)
+            print(
+                f"# {variant.label}: ready {ready:.1f}s after start, idle RSS {worker.rss_bytes() / 2**20:.0f} MiB",
+                flush=True,
+            )
         offset = 0
         for clients in levels:
             for variant, worker in workers.items():
                 result = asyncio.run(_run_level(worker, sentences, clients, seconds, offset))
                 offset += len(result.latencies) + result.refused + result.failed
                 rows.append((variant, result))
-                print(f"  {variant.label}, {clients} clients: {len(result.latencies) / result.seconds:.1f} "
-                      f"answered/s, {result.refused} x 429", flush=True)
+                print(
+                    f"  {variant.label}, {clients} clients: {len(result.latencies) / result.seconds:.1f} "
+                    f"answered/s, {result.refused} x 429",
+                    flush=True,
+                )
     finally:
         for worker in workers.values():
             worker.stop()
@@ -314,18 +339,24 @@ def run_backend(variants: list[Variant], sentences: list[str], levels: list[int]
 
 def print_table(rows: list[tuple[Variant, LevelResult]]) -> None:
     print()
-    print("| variant | clients | answered/s | 429 | 429 % | other failures | p50 ms | p95 ms | p99 ms "
-          "| peak RSS MiB | worker CPU | generator CPU | /health max ms | /health not 200 |")
+    print(
+        "| variant | clients | answered/s | 429 | 429 % | other failures | p50 ms | p95 ms | p99 ms "
+        "| peak RSS MiB | worker CPU | generator CPU | /health max ms | /health not 200 |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for variant, r in rows:
         total = len(r.latencies) + r.refused + r.failed
         share = 100 * r.refused / total if total else 0.0
-        print(f"| {variant.label} | {r.clients} | {len(r.latencies) / r.seconds:.1f} | {r.refused} | "
-              f"{share:.1f} | {r.failed} | {r.quantile(0.5):.1f} | {r.quantile(0.95):.1f} | "
-              f"{r.quantile(0.99):.1f} | {r.peak_rss / 2**20:.0f} | {r.worker_cpu / r.seconds:.2f} | "
-              f"{r.client_cpu / r.seconds:.2f} | {r.health_max_ms:.0f} | {r.health_not_200}/{len(r.health)} |")
-    print("\nworker CPU / generator CPU: cores used on average over the level (2 cores in all). /health: "
-          "a new connection every 0.5 s, as Consul checks (its timeout is 500 ms).")
+        print(
+            f"| {variant.label} | {r.clients} | {len(r.latencies) / r.seconds:.1f} | {r.refused} | "
+            f"{share:.1f} | {r.failed} | {r.quantile(0.5):.1f} | {r.quantile(0.95):.1f} | "
+            f"{r.quantile(0.99):.1f} | {r.peak_rss / 2**20:.0f} | {r.worker_cpu / r.seconds:.2f} | "
+            f"{r.client_cpu / r.seconds:.2f} | {r.health_max_ms:.0f} | {r.health_not_200}/{len(r.health)} |"
+        )
+    print(
+        "\nworker CPU / generator CPU: cores used on average over the level (2 cores in all). /health: "
+        "a new connection every 0.5 s, as Consul checks (its timeout is 500 ms)."
+    )
 
 
 def run_startup(repeat: int, log_dir: Path) -> None:
@@ -359,11 +390,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", type=int, nargs="+", default=[8, 32, 128], help="concurrent clients")
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each level")
-    parser.add_argument("--deadline-ms", type=float, nargs="+", default=[0, 500],
-                        help="variants; 0 runs the old rule with the old thread count")
+    parser.add_argument(
+        "--deadline-ms",
+        type=float,
+        nargs="+",
+        default=[0, 500],
+        help="variants; 0 runs the old rule with the old thread count",
+    )
     parser.add_argument("--backends", nargs="+", default=["onnx", "raner"], choices=["onnx", "raner"])
-    parser.add_argument("--threads", type=int, nargs="+", default=[],
-                        help="extra variants: the default deadline with these NER_THREADS")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[], help="extra variants: the default deadline with these NER_THREADS"
+    )
     parser.add_argument("--startup", action="store_true", help="measure start -> ready instead")
     parser.add_argument("--repeat", type=int, default=3, help="start-ups per backend with --startup")
     args = parser.parse_args()

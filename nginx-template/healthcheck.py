@@ -3,6 +3,7 @@
 
 An argument without spaces, because some engines split a health check's command on them.
 """
+
 import sys
 import urllib.request
 

@@ -1,4 +1,5 @@
 """Consul registration for NER worker instances: register, drain, deregister, re-register."""
+
 from registrar.config import ConfigError, RegistrarConfig, load_config
 from registrar.identity import new_instance_id
 from registrar.registration import Registrar

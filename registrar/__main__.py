@@ -1,4 +1,5 @@
 """`python -m registrar`: the operator CLI."""
+
 from registrar.cli import main
 
 raise SystemExit(main())

@@ -1,4 +1,5 @@
 """Operator commands: see the worker instances in Consul, drain, resume, deregister or register one."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,26 +24,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m registrar",
         description="Manage ner-worker instances in Consul. Reads CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN "
-                    "and the NER_* registrar variables (docs/ARCHITECTURE.md).")
-    parser.add_argument("--consul", metavar="ADDR",
-                        help="Consul agent address, host:port or http(s)://host:port "
-                             "(default: CONSUL_HTTP_ADDR or 127.0.0.1:8500)")
-    parser.add_argument("--service", metavar="NAME",
-                        help="service name (default: NER_SERVICE_NAME or ner-worker)")
+        "and the NER_* registrar variables (docs/ARCHITECTURE.md).",
+    )
+    parser.add_argument(
+        "--consul",
+        metavar="ADDR",
+        help="Consul agent address, host:port or http(s)://host:port (default: CONSUL_HTTP_ADDR or 127.0.0.1:8500)",
+    )
+    parser.add_argument("--service", metavar="NAME", help="service name (default: NER_SERVICE_NAME or ner-worker)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     listing = commands.add_parser(
-        "list", help="table of instances: ID, address:port, health, model, in-flight and served "
-                     "requests (from each worker's /metrics, `?` when it does not answer), node")
+        "list",
+        help="table of instances: ID, address:port, health, model, in-flight and served "
+        "requests (from each worker's /metrics, `?` when it does not answer), node",
+    )
     listing.add_argument("--json", action="store_true", help="one JSON object per instance instead")
-    listing.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                         help=f"how long to wait for each worker's /metrics (default {DEFAULT_TIMEOUT})")
+    listing.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long to wait for each worker's /metrics (default {DEFAULT_TIMEOUT})",
+    )
 
     drain = commands.add_parser("drain", help="put an instance into maintenance so the gateway drops it")
     drain.add_argument("id", help="service instance ID (see `list`)")
     drain.add_argument("--reason", default="drained by operator", help="shown in Consul and its UI")
-    drain.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                       help="wait up to SECONDS until Consul no longer lists it as passing")
+    drain.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to SECONDS until Consul no longer lists it as passing",
+    )
 
     resume = commands.add_parser("resume", help="take an instance out of maintenance")
     resume.add_argument("id", help="service instance ID")
@@ -51,10 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     dereg.add_argument("id", help="service instance ID")
 
     register = commands.add_parser(
-        "register", help="register a running worker that did not register itself; prints its ID")
+        "register", help="register a running worker that did not register itself; prints its ID"
+    )
     register.add_argument("--port", type=int, required=True, help="port the worker listens on")
-    register.add_argument("--address", help="address other hosts reach it on "
-                                            "(default: NER_ADVERTISE_ADDRESS or the route to Consul)")
+    register.add_argument(
+        "--address", help="address other hosts reach it on (default: NER_ADVERTISE_ADDRESS or the route to Consul)"
+    )
     register.add_argument("--id", dest="service_id", help="instance ID (default: a new unique one)")
     return parser
 
@@ -62,8 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 def print_table(instances: Sequence[Instance], stats: Mapping[str, WorkerStats] | None = None) -> None:
     header = ("ID", "ADDRESS", "STATUS", "MODEL", "IN-FLIGHT", "SERVED", "NODE")
     stats = stats or {}
-    rows = [(i.id, i.endpoint, i.status, i.model_label, *stats.get(i.id, UNKNOWN).cells(), i.node)
-            for i in instances]
+    rows = [(i.id, i.endpoint, i.status, i.model_label, *stats.get(i.id, UNKNOWN).cells(), i.node) for i in instances]
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     for row in (header, *rows):
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -100,8 +116,9 @@ def cmd_list(config: RegistrarConfig, client: Any, args: argparse.Namespace) -> 
     return EXIT_OK
 
 
-def cmd_maintenance(config: RegistrarConfig, client: Any, service_id: str, enable: bool,
-                    reason: str, wait: float = 0.0) -> int:
+def cmd_maintenance(
+    config: RegistrarConfig, client: Any, service_id: str, enable: bool, reason: str, wait: float = 0.0
+) -> int:
     located = _locate(config, client, service_id)
     if located is None:
         return EXIT_FAILED
@@ -127,8 +144,9 @@ def cmd_deregister(config: RegistrarConfig, client: Any, args: argparse.Namespac
     try:
         removed = agent.agent.service.deregister(instance.id)
     except Exception as error:  # noqa: BLE001 - the holding agent is gone: clean the catalog
-        print(f"agent on {instance.node} unreachable ({type(error).__name__}); "
-              f"removing from the catalog", file=sys.stderr)
+        print(
+            f"agent on {instance.node} unreachable ({type(error).__name__}); removing from the catalog", file=sys.stderr
+        )
         removed = client.catalog.deregister(instance.node, service_id=instance.id)
     if not removed:
         print(f"could not deregister {args.id}", file=sys.stderr)
@@ -171,6 +189,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_deregister(config, client, args)
         return cmd_register(config, client, args)
     except Exception as error:  # noqa: BLE001 - an operator wants one line, not a traceback
-        print(f"{args.command} failed against {config.consul_url}: {type(error).__name__}: {error}",
-              file=sys.stderr)
+        print(f"{args.command} failed against {config.consul_url}: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILED

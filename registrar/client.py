@@ -1,12 +1,14 @@
 """The py-consul client built from RegistrarConfig, never from ambient environment variables."""
+
 from __future__ import annotations
 
 import consul
 from registrar.config import RegistrarConfig
 
 
-def build_client(config: RegistrarConfig, timeout: float | None = None,
-                 host: str | None = None, port: int | None = None) -> consul.Consul:
+def build_client(
+    config: RegistrarConfig, timeout: float | None = None, host: str | None = None, port: int | None = None
+) -> consul.Consul:
     """A client for the configured agent (or another agent at host/port with the same settings)."""
     client = consul.Consul(
         host=host or config.consul_host,

@@ -1,4 +1,5 @@
 """Registrar settings from the environment, read once per process into a frozen dataclass."""
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ Use from a gunicorn config file:
 
 They run in the gunicorn master (the arbiter), never in the forked worker processes.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,9 +48,14 @@ def on_starting(server: Any) -> None:
     os.environ[INSTANCE_ID_ENV] = instance_id
     registrar = Registrar(config, instance_id) if config.register else None
     state = HookState(config=config, instance_id=instance_id, registrar=registrar)
-    log_event(logging.INFO, "registrar.instance", service_id=instance_id,
-              register=config.register, consul=config.consul_url,
-              advertise_address=config.advertise_address)
+    log_event(
+        logging.INFO,
+        "registrar.instance",
+        service_id=instance_id,
+        register=config.register,
+        consul=config.consul_url,
+        advertise_address=config.advertise_address,
+    )
 
 
 def bound_address(server: Any) -> tuple[str | None, int | None]:
@@ -66,22 +72,24 @@ def bound_address(server: Any) -> tuple[str | None, int | None]:
     return None, None  # a unix socket: nothing other hosts can reach
 
 
-def registration_target(config: RegistrarConfig, host: str | None,
-                        port: int | None) -> tuple[str | None, int | None]:
+def registration_target(config: RegistrarConfig, host: str | None, port: int | None) -> tuple[str | None, int | None]:
     """The (address override, port) to advertise given what gunicorn bound.
 
     A specific non-loopback bind address is the only one the worker answers on, so it wins over
     the routed default; NER_ADVERTISE_ADDRESS / NER_ADVERTISE_PORT win over everything.
     """
     address = None
-    if (not config.advertise_address_explicit and host
-            and not is_wildcard(host) and not is_loopback(host)):
+    if not config.advertise_address_explicit and host and not is_wildcard(host) and not is_loopback(host):
         address = host
-    elif (host and is_loopback(host) and not config.consul_is_local
-          and not config.advertise_address_explicit):
-        log_event(logging.WARNING, "registrar.bound_to_loopback", bind=host,
-                  consul=config.consul_url, advertised=config.advertise_address,
-                  hint="bind 0.0.0.0 or the advertised address so other hosts can connect")
+    elif host and is_loopback(host) and not config.consul_is_local and not config.advertise_address_explicit:
+        log_event(
+            logging.WARNING,
+            "registrar.bound_to_loopback",
+            bind=host,
+            consul=config.consul_url,
+            advertised=config.advertise_address,
+            hint="bind 0.0.0.0 or the advertised address so other hosts can connect",
+        )
     return address, config.advertise_port or port
 
 
@@ -97,8 +105,12 @@ def when_ready(server: Any) -> None:
     host, bound_port = bound_address(server)
     address, port = registration_target(config, host, bound_port)
     if port is None:
-        log_event(logging.ERROR, "registrar.unknown_port", service_id=registrar.instance_id,
-                  hint="set NER_ADVERTISE_PORT when gunicorn listens on a unix socket")
+        log_event(
+            logging.ERROR,
+            "registrar.unknown_port",
+            service_id=registrar.instance_id,
+            hint="set NER_ADVERTISE_PORT when gunicorn listens on a unix socket",
+        )
         return
     registrar.register(port, address)  # a failure is logged; the resync thread keeps trying
     state.resync = registrar.start_resync()

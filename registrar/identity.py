@@ -1,4 +1,5 @@
 """Service instance IDs: unique across hosts, containers and restarts, stable for one process."""
+
 from __future__ import annotations
 
 import re

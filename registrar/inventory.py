@@ -1,4 +1,5 @@
 """What Consul knows about the service's instances, for operators: status, endpoint, model, node."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,17 +58,19 @@ def list_instances(client: Any, service: str) -> list[Instance]:
     for entry in entries or []:
         svc, node = entry["Service"], entry["Node"]
         meta = svc.get("Meta") or {}
-        instances.append(Instance(
-            id=svc["ID"],
-            service=svc["Service"],
-            address=svc.get("Address") or node.get("Address", ""),
-            port=int(svc.get("Port") or 0),
-            status=instance_status(entry.get("Checks") or []),
-            model=meta.get("model", ""),
-            version=meta.get("model_version", ""),
-            node=node.get("Node", ""),
-            node_address=node.get("Address", ""),
-        ))
+        instances.append(
+            Instance(
+                id=svc["ID"],
+                service=svc["Service"],
+                address=svc.get("Address") or node.get("Address", ""),
+                port=int(svc.get("Port") or 0),
+                status=instance_status(entry.get("Checks") or []),
+                model=meta.get("model", ""),
+                version=meta.get("model_version", ""),
+                node=node.get("Node", ""),
+                node_address=node.get("Address", ""),
+            )
+        )
     return sorted(instances, key=lambda instance: instance.id)
 
 

@@ -8,6 +8,7 @@ Off a terminal, one JSON object per line, keys in this order:
   ...     the record's fields (`extra=`, or the registrar's `fields`), then `exception` (a traceback)
 At a terminal, the same as text: `time LEVEL logger: event k=v ...`, a traceback below.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,12 @@ class JsonFormatter(logging.Formatter):
     """One self-contained JSON object per line, so log shippers need no parsing rules."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {"time": utc_time(record), "level": record.levelname,
-                                 "logger": record.name, "event": event_of(record)}
+        entry: dict[str, Any] = {
+            "time": utc_time(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "event": event_of(record),
+        }
         for key, value in fields_of(record).items():
             entry.setdefault(key, value)  # a field never hides one of the four above
         if record.exc_info:

@@ -1,4 +1,5 @@
 """Structured log lines for the registrar: an event name plus fields, as text and as record extras."""
+
 from __future__ import annotations
 
 import logging
@@ -14,8 +15,7 @@ logger = logging.getLogger(LOGGER_NAME)
 def log_event(level: int, event: str, exc_info: bool = False, **fields: Any) -> None:
     """Log `event k=v ...`; the fields also ride on the record so a JSON formatter can emit them."""
     text = " ".join(f"{key}={value}" for key, value in fields.items())
-    logger.log(level, "%s %s", event, text, exc_info=exc_info,
-               extra={"event": event, "fields": fields})
+    logger.log(level, "%s %s", event, text, exc_info=exc_info, extra={"event": event, "fields": fields})
 
 
 def ensure_logging(level: int = logging.INFO) -> None:

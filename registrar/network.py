@@ -1,4 +1,5 @@
 """Addresses: parse the Consul address and choose the address other hosts reach this worker on."""
+
 from __future__ import annotations
 
 import ipaddress

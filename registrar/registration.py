@@ -1,4 +1,5 @@
 """One worker instance's life in Consul: register, drain, deregister, and come back when forgotten."""
+
 from __future__ import annotations
 
 import logging
@@ -25,9 +26,15 @@ POLL_SECONDS = 0.1
 class Registrar:
     """Owns one service instance in the local Consul agent; every Consul error is logged, none raised."""
 
-    def __init__(self, config: RegistrarConfig, instance_id: str | None = None, client: Any = None,
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic, pid: int | None = None) -> None:
+    def __init__(
+        self,
+        config: RegistrarConfig,
+        instance_id: str | None = None,
+        client: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        pid: int | None = None,
+    ) -> None:
         self.config = config
         self.pid = os.getpid() if pid is None else pid
         self.instance_id = instance_id or new_instance_id(config.service_name, config.hostname)
@@ -41,8 +48,12 @@ class Registrar:
         self._retired = False
         self._consul_ok = True
         if duration_seconds(config.deregister_after) < CONSUL_MIN_DEREGISTER_SECONDS:
-            log_event(logging.WARNING, "registrar.deregister_after_raised_by_consul",
-                      configured=config.deregister_after, effective="1m")
+            log_event(
+                logging.WARNING,
+                "registrar.deregister_after_raised_by_consul",
+                configured=config.deregister_after,
+                effective="1m",
+            )
 
     @property
     def port(self) -> int | None:
@@ -122,8 +133,13 @@ class Registrar:
         assert self._port is not None
         address = self.advertise_address()
         if not address:
-            log_event(logging.ERROR, "registrar.no_advertise_address", service_id=self.instance_id,
-                      consul=self.config.consul_url, hint="set NER_ADVERTISE_ADDRESS")
+            log_event(
+                logging.ERROR,
+                "registrar.no_advertise_address",
+                service_id=self.instance_id,
+                consul=self.config.consul_url,
+                hint="set NER_ADVERTISE_ADDRESS",
+            )
             return False
         definition = self.service_definition(address, self._port)
         try:
@@ -135,9 +151,16 @@ class Registrar:
         if not accepted:
             log_event(logging.ERROR, "registrar.register_rejected", service_id=self.instance_id)
             return False
-        log_event(logging.INFO, "registrar.registered", service_id=self.instance_id,
-                  service=self.config.service_name, address=address, port=self._port,
-                  check=definition["check"]["http"], consul=self.config.consul_url)
+        log_event(
+            logging.INFO,
+            "registrar.registered",
+            service_id=self.instance_id,
+            service=self.config.service_name,
+            address=address,
+            port=self._port,
+            check=definition["check"]["http"],
+            consul=self.config.consul_url,
+        )
         return True
 
     def ensure_registered(self) -> bool:
@@ -157,25 +180,23 @@ class Registrar:
             self._consul_back()
             if self.instance_id in services:
                 return True
-            log_event(logging.WARNING, "registrar.instance_missing", service_id=self.instance_id,
-                      action="register again")
+            log_event(
+                logging.WARNING, "registrar.instance_missing", service_id=self.instance_id, action="register again"
+            )
             return self._register()
 
     def set_maintenance(self, enable: bool, reason: str = "draining before shutdown") -> bool:
         """Maintenance adds a critical check: health queries and the gateway drop the instance."""
         try:
-            found = self.client.agent.service.maintenance(
-                self.instance_id, "true" if enable else "false", reason)
+            found = self.client.agent.service.maintenance(self.instance_id, "true" if enable else "false", reason)
         except Exception as error:  # noqa: BLE001
             self._consul_failed("maintenance", error)
             return False
         self._consul_back()
         if not found:
-            log_event(logging.WARNING, "registrar.maintenance_unknown_instance",
-                      service_id=self.instance_id)
+            log_event(logging.WARNING, "registrar.maintenance_unknown_instance", service_id=self.instance_id)
             return False
-        log_event(logging.INFO, "registrar.maintenance", service_id=self.instance_id,
-                  enable=enable, reason=reason)
+        log_event(logging.INFO, "registrar.maintenance", service_id=self.instance_id, enable=enable, reason=reason)
         return True
 
     def is_passing(self) -> bool:
@@ -208,19 +229,23 @@ class Registrar:
             self._draining = True
             port = self._port
         if port is None:
-            log_event(logging.INFO, "registrar.drain_skipped", service_id=self.instance_id,
-                      reason="never registered")
+            log_event(logging.INFO, "registrar.drain_skipped", service_id=self.instance_id, reason="never registered")
             return None
         started = self._clock()
         dropped_after = None
         if self.set_maintenance(True):
             dropped_after = self.wait_until_not_passing(timeout=max(grace, 1.0))
-        log_event(logging.INFO, "registrar.drain_marked_out", service_id=self.instance_id,
-                  consul_dropped_after=None if dropped_after is None else round(dropped_after, 3),
-                  grace=grace)
+        log_event(
+            logging.INFO,
+            "registrar.drain_marked_out",
+            service_id=self.instance_id,
+            consul_dropped_after=None if dropped_after is None else round(dropped_after, 3),
+            grace=grace,
+        )
         self._sleep(grace)
-        log_event(logging.INFO, "registrar.drained", service_id=self.instance_id,
-                  seconds=round(self._clock() - started, 3))
+        log_event(
+            logging.INFO, "registrar.drained", service_id=self.instance_id, seconds=round(self._clock() - started, 3)
+        )
         return dropped_after
 
     def deregister(self) -> bool:
@@ -233,8 +258,7 @@ class Registrar:
             self._consul_failed("deregister", error)
             return False
         self._consul_back()
-        log_event(logging.INFO, "registrar.deregistered", service_id=self.instance_id,
-                  was_known=bool(found))
+        log_event(logging.INFO, "registrar.deregistered", service_id=self.instance_id, was_known=bool(found))
         return bool(found)
 
     def start_resync(self) -> Resync:
@@ -245,11 +269,18 @@ class Registrar:
         """Warn once per outage (then debug) so a long Consul outage does not flood the log."""
         level = logging.WARNING if self._consul_ok else logging.DEBUG
         self._consul_ok = False
-        log_event(level, "registrar.consul_error", operation=operation, service_id=self.instance_id,
-                  consul=self.config.consul_url, error=f"{type(error).__name__}: {error}")
+        log_event(
+            level,
+            "registrar.consul_error",
+            operation=operation,
+            service_id=self.instance_id,
+            consul=self.config.consul_url,
+            error=f"{type(error).__name__}: {error}",
+        )
 
     def _consul_back(self) -> None:
         if not self._consul_ok:
             self._consul_ok = True
-            log_event(logging.INFO, "registrar.consul_reachable", consul=self.config.consul_url,
-                      service_id=self.instance_id)
+            log_event(
+                logging.INFO, "registrar.consul_reachable", consul=self.config.consul_url, service_id=self.instance_id
+            )

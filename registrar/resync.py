@@ -1,4 +1,5 @@
 """A daemon thread that keeps the instance registered while the Consul agent comes and goes."""
+
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,7 @@ from registrar.logs import log_event
 class Resync:
     """Calls `ensure` every `interval` seconds; survives any exception; stoppable and joinable."""
 
-    def __init__(self, ensure: Callable[[], object], interval: float,
-                 name: str = "registrar-resync") -> None:
+    def __init__(self, ensure: Callable[[], object], interval: float, name: str = "registrar-resync") -> None:
         self._ensure = ensure
         self.interval = interval
         self._stop = threading.Event()

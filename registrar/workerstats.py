@@ -1,4 +1,5 @@
 """Live load of each worker, read from its own /metrics, for the operator's table."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -42,9 +43,11 @@ def parse_metrics(text: str) -> WorkerStats:
         if family.name == IN_FLIGHT:
             in_flight = sum(sample.value for sample in family.samples)
         elif family.name in (REQUESTS, f"{REQUESTS}_total"):  # present, empty, before any request
-            served = (served or 0.0) + sum(sample.value for sample in family.samples
-                                           if sample.name == f"{REQUESTS}_total"
-                                           and sample.labels.get("route") in SERVED_ROUTES)
+            served = (served or 0.0) + sum(
+                sample.value
+                for sample in family.samples
+                if sample.name == f"{REQUESTS}_total" and sample.labels.get("route") in SERVED_ROUTES
+            )
     # The scrape itself is in flight while the worker renders its metrics.
     return WorkerStats(
         in_flight=None if in_flight is None else max(0, round(in_flight) - 1),
@@ -69,4 +72,3 @@ def scrape_all(endpoints: Mapping[str, str], timeout: float = DEFAULT_TIMEOUT) -
     with ThreadPoolExecutor(max_workers=min(16, len(endpoints))) as pool:
         futures = {key: pool.submit(scrape, endpoint, timeout) for key, endpoint in endpoints.items()}
         return {key: future.result() for key, future in futures.items()}
-

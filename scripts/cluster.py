@@ -1,4 +1,5 @@
 """Operate the local cluster: `python -m scripts.cluster up|down|scale N|status`."""
+
 from __future__ import annotations
 
 import argparse

@@ -11,6 +11,7 @@ single server with ACLs (default deny) and gossip encryption, hands every proces
 its role, and rate-limits the gateway more tightly. The mode is decided when Consul starts and
 recorded in RUN_DIR/mode, so `scale`, `status` and `down` follow a running cluster's mode.
 """
+
 from __future__ import annotations
 
 import sys
@@ -34,8 +35,19 @@ from scripts.localmode.workers import current_port, index_of, is_worker, ports_i
 from scripts.ports import port_is_free
 from scripts.secured.secretfiles import SecretStore
 
-__all__ = ["REPO_ROOT", "SERVICE_NAME", "ClusterConfig", "LocalCluster", "Proc", "child_pids", "load_config",
-           "on_free_ports", "pid_alive", "port_is_free", "wait_for"]
+__all__ = [
+    "REPO_ROOT",
+    "SERVICE_NAME",
+    "ClusterConfig",
+    "LocalCluster",
+    "Proc",
+    "child_pids",
+    "load_config",
+    "on_free_ports",
+    "pid_alive",
+    "port_is_free",
+    "wait_for",
+]
 
 
 @dataclass
@@ -98,13 +110,17 @@ class LocalCluster(ProgramStarts):
 
     def live(self) -> dict[str, Proc]:
         """Programs that run now, by name."""
-        return {name: self._proc(state) for name, state in self.supervisor.states().items()
-                if state.pid > 0 and state.state in ("STARTING", "RUNNING") and pid_alive(state.pid)}
+        return {
+            name: self._proc(state)
+            for name, state in self.supervisor.states().items()
+            if state.pid > 0 and state.state in ("STARTING", "RUNNING") and pid_alive(state.pid)
+        }
 
     def workers(self) -> dict[str, Proc]:
         """Running workers, by name (worker-1, worker-2, ...)."""
-        return {name: proc for name, proc in sorted(self.live().items(), key=lambda kv: _order(kv[0]))
-                if is_worker(name)}
+        return {
+            name: proc for name, proc in sorted(self.live().items(), key=lambda kv: _order(kv[0])) if is_worker(name)
+        }
 
     def configured_workers(self) -> list[str]:
         """Worker programs the supervisor keeps, running or not."""
@@ -113,8 +129,12 @@ class LocalCluster(ProgramStarts):
     # ---- cluster operations ------------------------------------------------------------
     def passing(self) -> list[dict]:
         """Healthy ner-worker instances as Consul reports them."""
-        response = requests.get(f"{self.config.consul_url}/v1/health/service/{SERVICE_NAME}",
-                                params={"passing": "1"}, headers=self.mode.consul_headers(), timeout=5)
+        response = requests.get(
+            f"{self.config.consul_url}/v1/health/service/{SERVICE_NAME}",
+            params={"passing": "1"},
+            headers=self.mode.consul_headers(),
+            timeout=5,
+        )
         response.raise_for_status()
         return [entry["Service"] for entry in response.json()]
 
@@ -129,10 +149,12 @@ class LocalCluster(ProgramStarts):
 
     def wait_workers_passing(self, count: int, timeout: float = 60) -> float:
         """Wait until count workers run and each one's port passes in Consul."""
+
         def settled() -> bool:
             ports = {proc.port for proc in self.workers().values()}
             passing = self.passing()
             return len(ports) == count and len(passing) == count and {s["Port"] for s in passing} == ports
+
         try:
             return wait_for(settled, timeout, f"{count} passing workers")
         except TimeoutError as error:
@@ -182,8 +204,10 @@ class LocalCluster(ProgramStarts):
             self.say(f"prometheus: {self.config.prometheus_url}/classic/targets  (alerts at /classic/alerts)")
         if self.secure:
             operator = self.secrets().file("operator.token")
-            self.say(f"secure mode: ACLs default deny; the UI and `python -m registrar` need the operator "
-                     f"token: CONSUL_HTTP_TOKEN=$(cat {operator})")
+            self.say(
+                f"secure mode: ACLs default deny; the UI and `python -m registrar` need the operator "
+                f"token: CONSUL_HTTP_TOKEN=$(cat {operator})"
+            )
 
     def scale(self, count: int) -> None:
         """Grow or shrink to count workers without touching the others."""
@@ -209,8 +233,11 @@ class LocalCluster(ProgramStarts):
     def _forget_programs(self) -> None:
         """After down: no program files, start counts or last ports, so the next up starts afresh."""
         run_dir = self.config.run_dir
-        for path in [*self.supervisor.programs_dir.glob("*.conf"), *starts_dir(run_dir).glob("*"),
-                     *(run_dir / "work").glob("*/port")]:
+        for path in [
+            *self.supervisor.programs_dir.glob("*.conf"),
+            *starts_dir(run_dir).glob("*"),
+            *(run_dir / "work").glob("*/port"),
+        ]:
             path.unlink(missing_ok=True)
 
     def cluster_ports(self) -> list[int]:

@@ -32,8 +32,7 @@ ENTITY_TYPES = ("PER", "LOC", "ORG")
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # Punctuation common in Chinese news text, full-width forms included.
 EXTRA_PUNCTUATION = (
-    "，。、；：？！“”‘’（）《》〈〉【】『』「」〔〕—…·～￥％＃＠＆＊＋－＝／＼"
-    "｜＜＞［］｛｝＂＇｀＿＾•°±×÷→←↑↓※§№℃"
+    "，。、；：？！“”‘’（）《》〈〉【】『』「」〔〕—…·～￥％＃＠＆＊＋－＝／＼｜＜＞［］｛｝＂＇｀＿＾•°±×÷→←↑↓※§№℃"
 )
 REQUIRED_FILES = (
     "configuration.json",
@@ -98,7 +97,10 @@ SIZES = {
     "tiny": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256},
     "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
 }
-LSTM_SIZES = {"tiny": {"embed_width": 64, "lstm_hidden_size": 64}, "base": {"embed_width": 128, "lstm_hidden_size": 128}}
+LSTM_SIZES = {
+    "tiny": {"embed_width": 64, "lstm_hidden_size": 64},
+    "base": {"embed_width": 128, "lstm_hidden_size": 128},
+}
 KINDS = ("transformer-crf", "lstm-crf")
 
 
@@ -152,8 +154,10 @@ def encoder_summary(kind: str, model_type: str, size: str) -> str:
         geometry = LSTM_SIZES[size]
         return f"embedding {geometry['embed_width']} + BiLSTM hidden {geometry['lstm_hidden_size']}"
     geometry = SIZES[size]
-    return (f"{model_type}, hidden {geometry['hidden_size']}, {geometry['num_hidden_layers']} layers, "
-            f"{geometry['num_attention_heads']} heads")
+    return (
+        f"{model_type}, hidden {geometry['hidden_size']}, {geometry['num_hidden_layers']} layers, "
+        f"{geometry['num_attention_heads']} heads"
+    )
 
 
 def tokenizer_config_json() -> dict:

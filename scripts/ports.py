@@ -5,6 +5,7 @@ range every outgoing connection takes its source port from. Between choosing suc
 listening on it, a health check or a proxied request can take it, and the listener then fails.
 Ports below (or above) that range are never handed out to outgoing connections.
 """
+
 from __future__ import annotations
 
 import random

@@ -134,14 +134,20 @@ def main(argv: list[str] | None = None) -> int:
                 extra = examples(augmenter.copies(train_sentences))
                 print(f"augmentation: {len(extra)} copies added to {len(train_set)} training sentences")
                 train_set = train_set + extra
-        print(f"vocabulary {len(vocab)} tokens, {len(rare)} of them shipped as [UNK] (seen < {config['min_count']} times)")
+        print(
+            f"vocabulary {len(vocab)} tokens, {len(rare)} of them shipped as [UNK] (seen < {config['min_count']} times)"
+        )
 
         model = build_model(work, len(labels), backbone)
         bound = (3 / dims["embed_width"]) ** 0.5
         torch.nn.init.uniform_(model.encoder.embedding.embedding.weight, -bound, bound)
         regularisation = config["regularisation"]
-        tagger = Tagger(model, regularisation["embed_dropout"], regularisation["output_dropout"], regularisation["unk_rate"])
-        history = train(tagger, train_set, dev_set, labels, TrainSettings(**config["train"]), seed, epoch_extra=epoch_extra)
+        tagger = Tagger(
+            model, regularisation["embed_dropout"], regularisation["output_dropout"], regularisation["unk_rate"]
+        )
+        history = train(
+            tagger, train_set, dev_set, labels, TrainSettings(**config["train"]), seed, epoch_extra=epoch_extra
+        )
 
         tie_rows_to_unk(model.encoder.embedding.embedding, rare)
         residual = neutralise_padding(model)

@@ -1,4 +1,5 @@
 """Fixtures every test folder shares."""
+
 from __future__ import annotations
 
 import json

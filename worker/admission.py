@@ -5,6 +5,7 @@ deadline or when the queue is already full at its arrival, the way Triton's
 dynamic batcher queues requests and rejects them by queue policy. A deadline
 of 0 keeps the earlier rule: start now, on a free slot, or be refused.
 """
+
 from __future__ import annotations
 
 import threading
@@ -38,12 +39,15 @@ class AdmissionPolicy:
     def refuse_late(self) -> Refused:
         if self.deadline_seconds <= 0:
             return Refused(DEADLINE, "every inference slot of this worker is busy; retry shortly")
-        return Refused(DEADLINE, f"the model could not start this request within "
-                                 f"{self.deadline_seconds * 1000:.0f} ms; retry shortly")
+        return Refused(
+            DEADLINE,
+            f"the model could not start this request within {self.deadline_seconds * 1000:.0f} ms; retry shortly",
+        )
 
     def refuse_full(self) -> Refused:
-        return Refused(QUEUE_FULL, f"{self.max_queue} requests are already waiting for the model "
-                                   f"of this worker; retry shortly")
+        return Refused(
+            QUEUE_FULL, f"{self.max_queue} requests are already waiting for the model of this worker; retry shortly"
+        )
 
 
 class ServiceRate:
@@ -105,8 +109,7 @@ class SlotQueue:
     never overtakes a request that is already waiting.
     """
 
-    def __init__(self, slots: int, policy: AdmissionPolicy, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, slots: int, policy: AdmissionPolicy, *, clock: Callable[[], float] = time.monotonic) -> None:
         if slots < 1:
             raise ValueError("slots must be at least 1")
         self.slots = slots

@@ -1,4 +1,5 @@
 """The Falcon application: a pure factory for tests and a thin entry point for gunicorn."""
+
 from __future__ import annotations
 
 import logging
@@ -38,17 +39,24 @@ def create_app(backend: NerBackend, config: WorkerConfig, *, with_metrics: bool 
     app = falcon.App(middleware=middleware)
     install_error_handling(app)
 
-    refusals = SustainedRefusals(window_seconds=config.saturation_window_seconds,
-                                 windows=config.saturation_windows, min_ratio=config.saturation_min_ratio)
-    predictor = Predictor(backend, metrics, max_inflight=config.max_inflight,
-                          policy=config.admission_policy(), refusals=refusals)
-    app.add_route("/v1/ner", NerResource(predictor, config.max_body_bytes,
-                                         config.max_text_chars, config.max_batch_texts))
-    app.add_route("/predict", PredictResource(predictor, config.max_body_bytes,
-                                              config.max_text_chars))
-    app.add_route("/health", HealthResource(backend, config.health_cache_seconds,
-                                              instance_id=config.instance_id,
-                                              saturated=predictor.saturated))
+    refusals = SustainedRefusals(
+        window_seconds=config.saturation_window_seconds,
+        windows=config.saturation_windows,
+        min_ratio=config.saturation_min_ratio,
+    )
+    predictor = Predictor(
+        backend, metrics, max_inflight=config.max_inflight, policy=config.admission_policy(), refusals=refusals
+    )
+    app.add_route(
+        "/v1/ner", NerResource(predictor, config.max_body_bytes, config.max_text_chars, config.max_batch_texts)
+    )
+    app.add_route("/predict", PredictResource(predictor, config.max_body_bytes, config.max_text_chars))
+    app.add_route(
+        "/health",
+        HealthResource(
+            backend, config.health_cache_seconds, instance_id=config.instance_id, saturated=predictor.saturated
+        ),
+    )
     if metrics is not None:
         app.add_route("/metrics", MetricsResource(metrics))
     app.add_route("/", IndexResource(INDEX_PAGE))
@@ -64,7 +72,12 @@ def get_app() -> falcon.App:
     from worker.backends import build_backend
 
     backend = build_backend(config)
-    log.info("model loaded", extra={"model": f"{backend.name}@{backend.version}",
-                                    "model_dir": str(config.model_dir),
-                                    "worker_id": config.instance_id})
+    log.info(
+        "model loaded",
+        extra={
+            "model": f"{backend.name}@{backend.version}",
+            "model_dir": str(config.model_dir),
+            "worker_id": config.instance_id,
+        },
+    )
     return create_app(backend, config)

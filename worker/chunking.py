@@ -82,9 +82,7 @@ def _edge_distance(entity: Entity, chunk: Chunk, text_length: int) -> int:
     return min(left, right)
 
 
-def merge_chunk_entities(
-    results: Iterable[tuple[Chunk, list[Entity]]], text_length: int
-) -> list[Entity]:
+def merge_chunk_entities(results: Iterable[tuple[Chunk, list[Entity]]], text_length: int) -> list[Entity]:
     """Merge entities found per chunk (already in text offsets) into one non-overlapping list.
 
     Where predictions overlap, the one made further from its chunk's edge wins,

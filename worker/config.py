@@ -1,4 +1,5 @@
 """Worker settings, read from NER_* environment variables into one frozen object."""
+
 from __future__ import annotations
 
 import os
@@ -84,8 +85,10 @@ def load_config(environ: Mapping[str, str] = os.environ) -> WorkerConfig:
     metrics_dir = env.text("PROMETHEUS_MULTIPROC_DIR") or env.text("prometheus_multiproc_dir")
     deadline_ms = env.non_negative_float("NER_QUEUE_DEADLINE_MS", DEFAULT_QUEUE_DEADLINE_MS)
     if deadline_ms > MAX_QUEUE_DEADLINE_MS:
-        raise ValueError(f"NER_QUEUE_DEADLINE_MS must be at most {MAX_QUEUE_DEADLINE_MS:.0f} (the gateway "
-                         f"stops waiting for a worker after 60 s), got {deadline_ms:g}")
+        raise ValueError(
+            f"NER_QUEUE_DEADLINE_MS must be at most {MAX_QUEUE_DEADLINE_MS:.0f} (the gateway "
+            f"stops waiting for a worker after 60 s), got {deadline_ms:g}"
+        )
     return WorkerConfig(
         model_dir=Path(env.text("NER_MODEL_DIR") or DEFAULT_MODEL_DIR).expanduser().resolve(),
         model_name=env.text("NER_MODEL_NAME"),

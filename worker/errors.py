@@ -1,4 +1,5 @@
 """Domain errors and the single place that turns any failure into a JSON HTTP response."""
+
 from __future__ import annotations
 
 import json
@@ -60,37 +61,32 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HT
     title = error.title or ""
     code = error.status_code
     if title.startswith(f"{code} "):  # Falcon's default titles are "404 Not Found"
-        title = title[len(f"{code} "):]
+        title = title[len(f"{code} ") :]
     description = error.description or _DEFAULT_DESCRIPTIONS.get(code) or title
     resp.content_type = falcon.MEDIA_JSON
     resp.text = json.dumps({"title": title, "description": description}, ensure_ascii=False)
 
 
-def _handle_domain_error(req: falcon.Request, resp: falcon.Response, ex: NerError,
-                         params: dict[str, Any]) -> None:
-    raise falcon.HTTPError(ex.status, title=ex.title, description=ex.description,
-                           headers=ex.headers or None)
+def _handle_domain_error(req: falcon.Request, resp: falcon.Response, ex: NerError, params: dict[str, Any]) -> None:
+    raise falcon.HTTPError(ex.status, title=ex.title, description=ex.description, headers=ex.headers or None)
 
 
-def _handle_backend_error(req: falcon.Request, resp: falcon.Response, ex: BackendError,
-                          params: dict[str, Any]) -> None:
+def _handle_backend_error(req: falcon.Request, resp: falcon.Response, ex: BackendError, params: dict[str, Any]) -> None:
     """The model itself is broken (its probe fails too): 503, so the gateway retries elsewhere."""
     log.error("inference failed", exc_info=ex, extra=_request_fields(req))
-    raise falcon.HTTPError(falcon.HTTP_503, title="Service Unavailable",
-                           description="inference failed on this worker; retry")
+    raise falcon.HTTPError(
+        falcon.HTTP_503, title="Service Unavailable", description="inference failed on this worker; retry"
+    )
 
 
-def _handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception,
-                       params: dict[str, Any]) -> None:
+def _handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]) -> None:
     """Log the traceback for operators; the client only learns that it failed."""
     log.error("unhandled error", exc_info=ex, extra=_request_fields(req))
-    raise falcon.HTTPError(falcon.HTTP_500, title="Internal Server Error",
-                           description=_DEFAULT_DESCRIPTIONS[500])
+    raise falcon.HTTPError(falcon.HTTP_500, title="Internal Server Error", description=_DEFAULT_DESCRIPTIONS[500])
 
 
 def _request_fields(req: falcon.Request) -> dict[str, Any]:
-    return {"request_id": getattr(req.context, "request_id", None),
-            "method": req.method, "path": req.path}
+    return {"request_id": getattr(req.context, "request_id", None), "method": req.method, "path": req.path}
 
 
 def install_error_handling(app: falcon.App) -> None:

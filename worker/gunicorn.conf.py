@@ -1,4 +1,5 @@
 """gunicorn settings for a NER worker instance: `gunicorn -c worker/gunicorn.conf.py 'worker.app:get_app()'`."""
+
 # This file is executed by the gunicorn master at start-up (and again on SIGHUP).
 # Settings come from the same NER_* variables as the app, validated by load_config().
 import atexit
@@ -22,8 +23,7 @@ if not _metrics_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
     _master_pid = os.getpid()
     # Forked workers inherit this exit handler; only the master removes the directory.
-    atexit.register(lambda: os.getpid() == _master_pid
-                    and shutil.rmtree(_metrics_dir, ignore_errors=True))
+    atexit.register(lambda: os.getpid() == _master_pid and shutil.rmtree(_metrics_dir, ignore_errors=True))
 Path(_metrics_dir).mkdir(parents=True, exist_ok=True)
 # Files left by an earlier run would be counted as ours: clear them once per master
 # process (not on a SIGHUP reload, when live workers still write to them).
@@ -131,4 +131,3 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
-

@@ -1,4 +1,5 @@
 """Worker logs in the cluster's one shape (registrar/logformat.py), and one line per request."""
+
 from __future__ import annotations
 
 import logging
@@ -54,20 +55,25 @@ class RequestContextMiddleware:
         req.context.texts = 0  # resources fill these in for the request log
         req.context.chars = 0
 
-    def process_response(self, req: falcon.Request, resp: falcon.Response,
-                         resource: object, req_succeeded: bool) -> None:
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
         request_id = getattr(req.context, "request_id", None) or uuid.uuid4().hex
         resp.set_header("X-Request-Id", request_id)
         resp.set_header("X-Worker-Id", self._worker_id)
         started = getattr(req.context, "started", time.perf_counter())
         quiet = req.path in self._quiet_paths and resp.status_code < 400
-        request_log.log(logging.DEBUG if quiet else logging.INFO, "request", extra={
-            "request_id": request_id,
-            "worker_id": self._worker_id,
-            "method": req.method,
-            "path": req.path,
-            "status": resp.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            "texts": getattr(req.context, "texts", 0),
-            "chars": getattr(req.context, "chars", 0),
-        })
+        request_log.log(
+            logging.DEBUG if quiet else logging.INFO,
+            "request",
+            extra={
+                "request_id": request_id,
+                "worker_id": self._worker_id,
+                "method": req.method,
+                "path": req.path,
+                "status": resp.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "texts": getattr(req.context, "texts", 0),
+                "chars": getattr(req.context, "chars", 0),
+            },
+        )

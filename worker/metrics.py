@@ -1,4 +1,5 @@
 """Prometheus metrics that stay correct when gunicorn runs several worker processes."""
+
 from __future__ import annotations
 
 import time
@@ -23,33 +24,56 @@ class Metrics:
         self.multiproc_dir = multiproc_dir
         self.registry = CollectorRegistry()
         reg = self.registry
-        self.requests = Counter("ner_http_requests", "HTTP requests answered, by route and status.",
-                                ["method", "route", "status"], registry=reg)
-        self.latency = Histogram("ner_http_request_duration_seconds",
-                                 "Time from request to response, by route.", ["route"],
-                                 buckets=_LATENCY_BUCKETS, registry=reg)
-        self.in_flight = Gauge("ner_http_requests_in_flight", "Requests being handled right now.",
-                               registry=reg, multiprocess_mode="livesum")
-        self.inference_seconds = Histogram("ner_inference_seconds",
-                                           "Time spent in the model per backend call.",
-                                           buckets=_LATENCY_BUCKETS, registry=reg)
-        self.batch_size = Histogram("ner_batch_size", "Texts per backend call.",
-                                    buckets=_BATCH_BUCKETS, registry=reg)
+        self.requests = Counter(
+            "ner_http_requests",
+            "HTTP requests answered, by route and status.",
+            ["method", "route", "status"],
+            registry=reg,
+        )
+        self.latency = Histogram(
+            "ner_http_request_duration_seconds",
+            "Time from request to response, by route.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.in_flight = Gauge(
+            "ner_http_requests_in_flight",
+            "Requests being handled right now.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.inference_seconds = Histogram(
+            "ner_inference_seconds", "Time spent in the model per backend call.", buckets=_LATENCY_BUCKETS, registry=reg
+        )
+        self.batch_size = Histogram("ner_batch_size", "Texts per backend call.", buckets=_BATCH_BUCKETS, registry=reg)
         self.texts = Counter("ner_texts", "Texts analysed.", registry=reg)
         self.characters = Counter("ner_characters", "Characters analysed.", registry=reg)
-        self.overloaded = Counter("ner_overloaded", "Requests refused with 429 because the "
-                                  "process was busy, by reason: deadline (could not start within "
-                                  "the queue deadline) or queue_full (the queue was full at arrival).",
-                                  ["reason"], registry=reg)
+        self.overloaded = Counter(
+            "ner_overloaded",
+            "Requests refused with 429 because the "
+            "process was busy, by reason: deadline (could not start within "
+            "the queue deadline) or queue_full (the queue was full at arrival).",
+            ["reason"],
+            registry=reg,
+        )
         for reason in REASONS:
             self.overloaded.labels(reason)  # both series exist from the start, at 0
-        self.queue_wait = Histogram("ner_queue_wait_seconds", "Time a request waited for the model "
-                                    "before it started.", buckets=_WAIT_BUCKETS, registry=reg)
-        self.queue_length = Gauge("ner_queue_length", "Requests waiting for the model right now.",
-                                  registry=reg, multiprocess_mode="livesum")
-        self.cache_lookups = Counter("ner_result_cache_lookups", "Texts looked up in the result "
-                                     "cache, by layer (memory, redis) and result (hit, miss).",
-                                     ["layer", "result"], registry=reg)
+        self.queue_wait = Histogram(
+            "ner_queue_wait_seconds",
+            "Time a request waited for the model before it started.",
+            buckets=_WAIT_BUCKETS,
+            registry=reg,
+        )
+        self.queue_length = Gauge(
+            "ner_queue_length", "Requests waiting for the model right now.", registry=reg, multiprocess_mode="livesum"
+        )
+        self.cache_lookups = Counter(
+            "ner_result_cache_lookups",
+            "Texts looked up in the result cache, by layer (memory, redis) and result (hit, miss).",
+            ["layer", "result"],
+            registry=reg,
+        )
 
     def observe_texts(self, texts: list[str]) -> None:
         self.texts.inc(len(texts))
@@ -90,8 +114,9 @@ class MetricsMiddleware:
         req.context.metrics_start = time.perf_counter()
         self._metrics.in_flight.inc()
 
-    def process_response(self, req: falcon.Request, resp: falcon.Response,
-                         resource: object, req_succeeded: bool) -> None:
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
         start = getattr(req.context, "metrics_start", None)
         if start is None:
             return

@@ -1,4 +1,5 @@
 """The OpenAPI 3.1 document of the worker's HTTP interface, built from the limits it enforces."""
+
 from __future__ import annotations
 
 import json
@@ -20,67 +21,106 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _schemas(config: WorkerConfig) -> dict[str, Any]:
-    text = {"type": "string", "minLength": 1, "maxLength": config.max_text_chars,
-            "description": "Unicode text; whitespace-only text is valid and has no entities."}
+    text = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": config.max_text_chars,
+        "description": "Unicode text; whitespace-only text is valid and has no entities.",
+    }
     return {
         "Entity": {
             "type": "object",
             "required": ["type", "start", "end", "span"],
             "additionalProperties": False,
             "properties": {
-                "type": {"type": "string", "enum": ["PER", "LOC", "ORG"],
-                         "description": "PER person, LOC place, ORG organisation."},
-                "start": {"type": "integer", "minimum": 0,
-                          "description": "Offset of the first character (Unicode code points)."},
-                "end": {"type": "integer", "minimum": 1,
-                        "description": "Offset after the last character: text[start:end] == span."},
+                "type": {
+                    "type": "string",
+                    "enum": ["PER", "LOC", "ORG"],
+                    "description": "PER person, LOC place, ORG organisation.",
+                },
+                "start": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Offset of the first character (Unicode code points).",
+                },
+                "end": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "Offset after the last character: text[start:end] == span.",
+                },
                 "span": {"type": "string", "minLength": 1},
             },
         },
-        "Entities": {"type": "array", "items": _ref("Entity"),
-                     "description": "Ordered by start offset."},
-        "Model": {"type": "string", "pattern": "^.+@.*$", "examples": ["raner-msra-lstm@3f2a9c1d0b7e"],
-                  "description": "name@version of the model that answered."},
+        "Entities": {"type": "array", "items": _ref("Entity"), "description": "Ordered by start offset."},
+        "Model": {
+            "type": "string",
+            "pattern": "^.+@.*$",
+            "examples": ["raner-msra-lstm@3f2a9c1d0b7e"],
+            "description": "name@version of the model that answered.",
+        },
         "SingleRequest": {
-            "type": "object", "required": ["text"], "additionalProperties": False,
+            "type": "object",
+            "required": ["text"],
+            "additionalProperties": False,
             "properties": {"text": text},
         },
         "BatchRequest": {
-            "type": "object", "required": ["texts"], "additionalProperties": False,
-            "properties": {"texts": {"type": "array", "minItems": 1,
-                                     "maxItems": config.max_batch_texts, "items": text}},
+            "type": "object",
+            "required": ["texts"],
+            "additionalProperties": False,
+            "properties": {
+                "texts": {"type": "array", "minItems": 1, "maxItems": config.max_batch_texts, "items": text}
+            },
         },
         "SingleResult": {
-            "type": "object", "required": ["entities", "model"], "additionalProperties": False,
+            "type": "object",
+            "required": ["entities", "model"],
+            "additionalProperties": False,
             "properties": {"entities": _ref("Entities"), "model": _ref("Model")},
         },
         "BatchResult": {
-            "type": "object", "required": ["results", "model"], "additionalProperties": False,
+            "type": "object",
+            "required": ["results", "model"],
+            "additionalProperties": False,
             "properties": {
                 "results": {
-                    "type": "array", "description": "One item per input text, in input order.",
-                    "items": {"type": "object", "required": ["entities"], "additionalProperties": False,
-                              "properties": {"entities": _ref("Entities")}},
+                    "type": "array",
+                    "description": "One item per input text, in input order.",
+                    "items": {
+                        "type": "object",
+                        "required": ["entities"],
+                        "additionalProperties": False,
+                        "properties": {"entities": _ref("Entities")},
+                    },
                 },
                 "model": _ref("Model"),
             },
         },
         "PredictRequest": {
-            "type": "object", "required": ["text"],
+            "type": "object",
+            "required": ["text"],
             "properties": {"text": text},
         },
         "PredictResult": {
-            "type": "object", "required": ["output"], "additionalProperties": False,
+            "type": "object",
+            "required": ["output"],
+            "additionalProperties": False,
             "properties": {"output": _ref("Entities")},
         },
         "Health": {
-            "type": "object", "required": ["status"], "additionalProperties": False,
+            "type": "object",
+            "required": ["status"],
+            "additionalProperties": False,
             "properties": {"status": {"const": "ok"}},
         },
         "Error": {
-            "type": "object", "required": ["title", "description"], "additionalProperties": False,
-            "properties": {"title": {"type": "string", "minLength": 1},
-                           "description": {"type": "string", "minLength": 1}},
+            "type": "object",
+            "required": ["title", "description"],
+            "additionalProperties": False,
+            "properties": {
+                "title": {"type": "string", "minLength": 1},
+                "description": {"type": "string", "minLength": 1},
+            },
         },
     }
 
@@ -89,7 +129,7 @@ def _headers() -> dict[str, Any]:
     return {
         "RequestId": {
             "description": "The client's X-Request-Id when it is a sane token, otherwise one the gateway "
-                           "or worker generated. Quote it when reporting a problem.",
+            "or worker generated. Quote it when reporting a problem.",
             "required": True,
             "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
         },
@@ -100,8 +140,8 @@ def _headers() -> dict[str, Any]:
         },
         "WorkerIdIfWorker": {
             "description": "Consul service ID of the worker that answered; absent when the gateway "
-                           "answered itself (no healthy worker, body over the gateway's limit, "
-                           "gateway failure).",
+            "answered itself (no healthy worker, body over the gateway's limit, "
+            "gateway failure).",
             "required": False,
             "schema": {"type": "string", "minLength": 1},
         },
@@ -113,17 +153,23 @@ def _headers() -> dict[str, Any]:
     }
 
 
-def _response(description: str, media_type: str, schema: dict[str, Any], *,
-              from_gateway_too: bool = False, retry_after: bool = False) -> dict[str, Any]:
+def _response(
+    description: str,
+    media_type: str,
+    schema: dict[str, Any],
+    *,
+    from_gateway_too: bool = False,
+    retry_after: bool = False,
+) -> dict[str, Any]:
     headers: dict[str, Any] = {
         "X-Request-Id": {"$ref": "#/components/headers/RequestId"},
-        "X-Worker-Id": {"$ref": "#/components/headers/WorkerIdIfWorker" if from_gateway_too
-                        else "#/components/headers/WorkerId"},
+        "X-Worker-Id": {
+            "$ref": "#/components/headers/WorkerIdIfWorker" if from_gateway_too else "#/components/headers/WorkerId"
+        },
     }
     if retry_after:
         headers["Retry-After"] = {"$ref": "#/components/headers/RetryAfter"}
-    return {"description": description, "headers": headers,
-            "content": {media_type: {"schema": schema}}}
+    return {"description": description, "headers": headers, "content": {media_type: {"schema": schema}}}
 
 
 def _error(description: str, **kwargs: bool) -> dict[str, Any]:
@@ -133,114 +179,139 @@ def _error(description: str, **kwargs: bool) -> dict[str, Any]:
 def _inference_errors(config: WorkerConfig) -> dict[str, Any]:
     """What any route that runs the model can answer besides success."""
     if config.queue_deadline_ms > 0:
-        overloaded = (f"The request could not start within this worker's queue deadline "
-                      f"({config.queue_deadline_ms:g} ms), or {config.max_queue} requests were already "
-                      f"waiting when it arrived; retry after Retry-After. The gateway first retries "
-                      f"it on another worker.")
+        overloaded = (
+            f"The request could not start within this worker's queue deadline "
+            f"({config.queue_deadline_ms:g} ms), or {config.max_queue} requests were already "
+            f"waiting when it arrived; retry after Retry-After. The gateway first retries "
+            f"it on another worker."
+        )
     else:
-        overloaded = ("Every inference slot of the worker is busy (no queue: NER_QUEUE_DEADLINE_MS=0); "
-                      "retry after Retry-After. The gateway first retries it on another worker.")
+        overloaded = (
+            "Every inference slot of the worker is busy (no queue: NER_QUEUE_DEADLINE_MS=0); "
+            "retry after Retry-After. The gateway first retries it on another worker."
+        )
     return {
         "400": _error("Malformed JSON, not UTF-8, wrong types, a missing field or empty text."),
-        "413": _error("Body, a text or the batch is over the limits (see the request schema).",
-                      from_gateway_too=True),
+        "413": _error("Body, a text or the batch is over the limits (see the request schema).", from_gateway_too=True),
         "415": _error("Content-Type is not application/json (charset, if given, must be UTF-8)."),
         "429": _error(overloaded, retry_after=True),
-        "500": _error("An unexpected failure; the description never carries internal details.",
-                      from_gateway_too=True),
-        "503": _error("The model failed on this worker, or (from the gateway) no healthy worker "
-                      "is available.", from_gateway_too=True),
+        "500": _error("An unexpected failure; the description never carries internal details.", from_gateway_too=True),
+        "503": _error(
+            "The model failed on this worker, or (from the gateway) no healthy worker is available.",
+            from_gateway_too=True,
+        ),
         "504": _error("From the gateway: the worker did not answer in time.", from_gateway_too=True),
     }
 
 
 def _json_body(description: str, schema: dict[str, Any], example: Any) -> dict[str, Any]:
-    return {"required": True, "description": description,
-            "content": {JSON: {"schema": schema, "example": example}}}
+    return {"required": True, "description": description, "content": {JSON: {"schema": schema, "example": example}}}
 
 
 def build_openapi(config: WorkerConfig) -> dict[str, Any]:
     """One description of every route, so clients, the docs and the tests share one truth."""
-    limits = (f"Limits of this deployment: {config.max_text_chars} characters per text, "
-              f"{config.max_batch_texts} texts per batch, {config.max_body_bytes} bytes per body.")
+    limits = (
+        f"Limits of this deployment: {config.max_text_chars} characters per text, "
+        f"{config.max_batch_texts} texts per batch, {config.max_body_bytes} bytes per body."
+    )
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "Chinese NER service",
             "version": "1",
             "description": "Named entities (PER, LOC, ORG) in Chinese text. Every response carries "
-                           "X-Request-Id, and X-Worker-Id when a worker answered. Unknown paths "
-                           "answer 404 and wrong methods 405, both with the Error schema. " + limits,
+            "X-Request-Id, and X-Worker-Id when a worker answered. Unknown paths "
+            "answer 404 and wrong methods 405, both with the Error schema. " + limits,
         },
         "servers": [{"url": "/"}],
         "paths": {
-            "/v1/ner": {"post": {
-                "operationId": "recognise",
-                "summary": "Entities of one text or of a batch of texts",
-                "requestBody": _json_body(
-                    "Exactly one of text or texts.",
-                    {"oneOf": [_ref("SingleRequest"), _ref("BatchRequest")]},
-                    {"text": "张三在北京的清华大学工作。"}),
-                "responses": {
-                    "200": _response("Entities of the text, or one result per text in input order.",
-                                     JSON, {"oneOf": [_ref("SingleResult"), _ref("BatchResult")]}),
-                    **_inference_errors(config),
-                },
-            }},
-            "/predict": {"post": {
-                "operationId": "predict",
-                "summary": "The original single-instance RaNER web service's request and answer",
-                "requestBody": _json_body("One text.", _ref("PredictRequest"), {"text": "张三在北京工作。"}),
-                "responses": {
-                    "200": _response("Entities of the text.", JSON, _ref("PredictResult")),
-                    **_inference_errors(config),
-                },
-            }},
-            "/health": {"get": {
-                "operationId": "health",
-                "summary": "Readiness, for Consul's HTTP check; the body never changes",
-                "parameters": [{
-                    "name": "id", "in": "query", "required": False, "schema": {"type": "string"},
-                    "description": "Service ID the caller expects; another instance at this "
-                                   "address answers 503.",
-                }],
-                "responses": {
-                    "200": _response("The model answers a probe.", JSON, _ref("Health")),
-                    "429": _error("Ready, but refusing requests for several seconds in a row "
-                                  "(Consul: warning); a single refusal leaves it at 200.",
-                                  retry_after=True),
-                    "503": _error("Not ready, or the id names another instance.", from_gateway_too=True),
-                },
-            }},
-            "/metrics": {"get": {
-                "operationId": "metrics",
-                "summary": "Prometheus metrics of this worker (all its processes)",
-                "responses": {
-                    "200": _response("Prometheus text exposition format.", PROMETHEUS_TEXT,
-                                     {"type": "string"}),
-                    "503": _error("No healthy worker is available (from the gateway).",
-                                  from_gateway_too=True),
-                },
-            }},
-            "/": {"get": {
-                "operationId": "page",
-                "summary": "A web page that highlights the entities of pasted text",
-                "responses": {
-                    "200": _response("HTML page.", falcon.MEDIA_HTML.split(";")[0], {"type": "string"}),
-                    "503": _error("No healthy worker is available (from the gateway).",
-                                  from_gateway_too=True),
-                },
-            }},
-            "/openapi.json": {"get": {
-                "operationId": "openapi",
-                "summary": "This document",
-                "responses": {
-                    "200": _response("OpenAPI 3.1 document.", JSON,
-                                     {"type": "object", "required": ["openapi", "paths"]}),
-                    "503": _error("No healthy worker is available (from the gateway).",
-                                  from_gateway_too=True),
-                },
-            }},
+            "/v1/ner": {
+                "post": {
+                    "operationId": "recognise",
+                    "summary": "Entities of one text or of a batch of texts",
+                    "requestBody": _json_body(
+                        "Exactly one of text or texts.",
+                        {"oneOf": [_ref("SingleRequest"), _ref("BatchRequest")]},
+                        {"text": "张三在北京的清华大学工作。"},
+                    ),
+                    "responses": {
+                        "200": _response(
+                            "Entities of the text, or one result per text in input order.",
+                            JSON,
+                            {"oneOf": [_ref("SingleResult"), _ref("BatchResult")]},
+                        ),
+                        **_inference_errors(config),
+                    },
+                }
+            },
+            "/predict": {
+                "post": {
+                    "operationId": "predict",
+                    "summary": "The original single-instance RaNER web service's request and answer",
+                    "requestBody": _json_body("One text.", _ref("PredictRequest"), {"text": "张三在北京工作。"}),
+                    "responses": {
+                        "200": _response("Entities of the text.", JSON, _ref("PredictResult")),
+                        **_inference_errors(config),
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Readiness, for Consul's HTTP check; the body never changes",
+                    "parameters": [
+                        {
+                            "name": "id",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string"},
+                            "description": "Service ID the caller expects; another instance at this "
+                            "address answers 503.",
+                        }
+                    ],
+                    "responses": {
+                        "200": _response("The model answers a probe.", JSON, _ref("Health")),
+                        "429": _error(
+                            "Ready, but refusing requests for several seconds in a row "
+                            "(Consul: warning); a single refusal leaves it at 200.",
+                            retry_after=True,
+                        ),
+                        "503": _error("Not ready, or the id names another instance.", from_gateway_too=True),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics of this worker (all its processes)",
+                    "responses": {
+                        "200": _response("Prometheus text exposition format.", PROMETHEUS_TEXT, {"type": "string"}),
+                        "503": _error("No healthy worker is available (from the gateway).", from_gateway_too=True),
+                    },
+                }
+            },
+            "/": {
+                "get": {
+                    "operationId": "page",
+                    "summary": "A web page that highlights the entities of pasted text",
+                    "responses": {
+                        "200": _response("HTML page.", falcon.MEDIA_HTML.split(";")[0], {"type": "string"}),
+                        "503": _error("No healthy worker is available (from the gateway).", from_gateway_too=True),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "responses": {
+                        "200": _response(
+                            "OpenAPI 3.1 document.", JSON, {"type": "object", "required": ["openapi", "paths"]}
+                        ),
+                        "503": _error("No healthy worker is available (from the gateway).", from_gateway_too=True),
+                    },
+                }
+            },
         },
         "components": {"schemas": _schemas(config), "headers": _headers()},
     }

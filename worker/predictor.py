@@ -1,4 +1,5 @@
 """Prediction behind admission: the model's queue deadline, refusals counted for /health."""
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,15 @@ class Predictor:
     fed to the sustained-refusal tracker that /health reads.
     """
 
-    def __init__(self, backend: NerBackend, metrics: Metrics | None, *, max_inflight: int,
-                 policy: AdmissionPolicy, refusals: SustainedRefusals | None = None) -> None:
+    def __init__(
+        self,
+        backend: NerBackend,
+        metrics: Metrics | None,
+        *,
+        max_inflight: int,
+        policy: AdmissionPolicy,
+        refusals: SustainedRefusals | None = None,
+    ) -> None:
         self._backend = backend
         self._metrics = metrics
         self._refusals = refusals or SustainedRefusals()

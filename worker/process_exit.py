@@ -5,6 +5,7 @@ core. When several workers stop together (a scale-in), that CPU is taken from th
 stay, which then shed requests with 429. Nothing in a worker needs the teardown: its metrics
 live in shared files and its logs are flushed here.
 """
+
 from __future__ import annotations
 
 import logging

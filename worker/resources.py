@@ -1,4 +1,5 @@
 """HTTP resources: request parsing and limits, the NER routes, health, and the demo page."""
+
 from __future__ import annotations
 
 import json
@@ -35,6 +36,7 @@ _BROKEN_BODY = _body_errors()
 
 # ---------------------------------------------------------------- request body
 
+
 def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
     """Parse the body with every limit enforced before the expensive step it protects."""
     _check_content_type(req.content_type)
@@ -70,8 +72,7 @@ def read_json_object(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
 def _check_content_type(content_type: str | None) -> None:
     media_type, *params = (content_type or "").split(";")
     if media_type.strip().lower() != falcon.MEDIA_JSON:
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json, got {content_type or 'nothing'!r}")
+        raise UnsupportedMediaType(f"Content-Type must be application/json, got {content_type or 'nothing'!r}")
     for param in params:
         key, _, value = param.partition("=")
         if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in _UTF8_CHARSETS:
@@ -94,6 +95,7 @@ def _read_bounded(stream: Any, max_bytes: int) -> bytes:
 
 # ---------------------------------------------------------------- validation
 
+
 def validate_text(value: Any, field: str, max_chars: int) -> str:
     """One text: a non-empty string of Unicode scalar values within the size limit."""
     if not isinstance(value, str):
@@ -104,8 +106,10 @@ def validate_text(value: Any, field: str, max_chars: int) -> str:
         raise PayloadTooLarge(f"{field} has {len(value)} characters; the limit is {max_chars}")
     bad = _SURROGATE.search(value)
     if bad:
-        raise InvalidRequest(f"{field} contains a lone surrogate (U+{ord(bad.group()):04X}) "
-                             f"at index {bad.start()}; send valid Unicode text")
+        raise InvalidRequest(
+            f"{field} contains a lone surrogate (U+{ord(bad.group()):04X}) "
+            f"at index {bad.start()}; send valid Unicode text"
+        )
     return value
 
 
@@ -144,8 +148,7 @@ def _note_texts(req: falcon.Request, texts: list[str]) -> None:
 class NerResource:
     """POST /v1/ner: one text or a batch."""
 
-    def __init__(self, predictor: Predictor, max_body_bytes: int, max_text_chars: int,
-                 max_batch_texts: int) -> None:
+    def __init__(self, predictor: Predictor, max_body_bytes: int, max_text_chars: int, max_batch_texts: int) -> None:
         self._predictor = predictor
         self._max_body_bytes = max_body_bytes
         self._max_text_chars = max_text_chars
@@ -164,8 +167,10 @@ class NerResource:
         texts = validate_texts(body["texts"], self._max_batch_texts, self._max_text_chars)
         _note_texts(req, texts)
         results = self._predictor.predict(texts)
-        resp.media = {"results": [{"entities": [e.to_dict() for e in ents]} for ents in results],
-                      "model": self._predictor.model}
+        resp.media = {
+            "results": [{"entities": [e.to_dict() for e in ents]} for ents in results],
+            "model": self._predictor.model,
+        }
 
 
 class PredictResource:
@@ -193,9 +198,14 @@ class HealthResource:
     "warning": the gateway gives it less weight), 503 not ready. Each outcome has one fixed body.
     """
 
-    def __init__(self, backend: NerBackend, cache_seconds: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic, instance_id: str = "",
-                 saturated: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        backend: NerBackend,
+        cache_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        instance_id: str = "",
+        saturated: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._backend = backend
         self._instance_id = instance_id
         self._saturated = saturated

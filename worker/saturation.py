@@ -4,6 +4,7 @@ A 429 from /health makes Consul report the instance as warning, which changes
 the gateway's weights and reloads nginx. One refusal, or one burst of them,
 is not worth that; refusals that go on for several seconds are.
 """
+
 from __future__ import annotations
 
 import threading
@@ -21,8 +22,14 @@ class SustainedRefusals:
     quiet window after the refusals stop.
     """
 
-    def __init__(self, *, window_seconds: float = 1.0, windows: int = 3, min_ratio: float = 0.05,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        window_seconds: float = 1.0,
+        windows: int = 3,
+        min_ratio: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if window_seconds <= 0 or windows < 1 or not 0 < min_ratio <= 1:
             raise ValueError("need window_seconds > 0, windows >= 1 and 0 < min_ratio <= 1")
         self._window = window_seconds
@@ -47,8 +54,11 @@ class SustainedRefusals:
         """True while each of the last `windows` whole windows refused requests."""
         current = self._index()
         with self._lock:
-            refusing = {index for index, answered, refused in self._counts
-                        if refused and refused >= self._min_ratio * (answered + refused)}
+            refusing = {
+                index
+                for index, answered, refused in self._counts
+                if refused and refused >= self._min_ratio * (answered + refused)
+            }
         return all(current - k in refusing for k in range(1, self._windows + 1))
 
     def _index(self) -> int:

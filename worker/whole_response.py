@@ -6,6 +6,7 @@ passed that head to the client, so it cannot retry the request on another worker
 client sees a broken response. When the whole response goes out in one send, a killed worker
 has either sent all of it or none of it, and nginx retries the "none" case on a live worker.
 """
+
 from __future__ import annotations
 
 from gunicorn import util

@@ -1,4 +1,5 @@
 """`python3 -m upstream_renderer`: the renderer, or `fill-nginx-conf`, from the command line."""
+
 import sys
 
 from upstream_renderer.cli import main

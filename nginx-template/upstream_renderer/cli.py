@@ -1,4 +1,5 @@
 """The command line: the renderer's flags, its start and stop lines, and the fill-nginx-conf subcommand."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,48 +26,74 @@ HERE = Path(__file__).resolve().parents[1]  # nginx-template/, or the image's /e
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=upstream_renderer.__doc__.split("\n\n")[0],
-                                     epilog=f"{PROG} {FILL_COMMAND} --help: fill nginx.conf.tmpl")
-    parser.add_argument("--consul", default=os.environ.get("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
-                        help="Consul HTTP address (CONSUL_HTTP_ADDR); token from CONSUL_HTTP_TOKEN")
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=upstream_renderer.__doc__.split("\n\n")[0],
+        epilog=f"{PROG} {FILL_COMMAND} --help: fill nginx.conf.tmpl",
+    )
+    parser.add_argument(
+        "--consul",
+        default=os.environ.get("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
+        help="Consul HTTP address (CONSUL_HTTP_ADDR); token from CONSUL_HTTP_TOKEN",
+    )
     parser.add_argument("--template", type=Path, default=HERE / "upstream.ctmpl")
     parser.add_argument("--out", type=Path, required=True, help="rendered upstream file")
     parser.add_argument("--service", help="Consul service to watch (default: the template's)")
-    parser.add_argument("--wait", type=parse_wait, default=DEFAULT_WAIT,
-                        help="quiescence MIN:MAX like consul-template's wait (default %(default)s)")
-    parser.add_argument("--hold-down", type=parse_duration, default=os.environ.get(HOLD_DOWN_ENV, DEFAULT_HOLD_DOWN),
-                        help="a change of weights or warning states only (same server members) reloads "
-                             "nginx at most once per this interval; joins and leaves are never held; "
-                             f"0 = every change at once ({HOLD_DOWN_ENV}, default %(default)s)")
+    parser.add_argument(
+        "--wait",
+        type=parse_wait,
+        default=DEFAULT_WAIT,
+        help="quiescence MIN:MAX like consul-template's wait (default %(default)s)",
+    )
+    parser.add_argument(
+        "--hold-down",
+        type=parse_duration,
+        default=os.environ.get(HOLD_DOWN_ENV, DEFAULT_HOLD_DOWN),
+        help="a change of weights or warning states only (same server members) reloads "
+        "nginx at most once per this interval; joins and leaves are never held; "
+        f"0 = every change at once ({HOLD_DOWN_ENV}, default %(default)s)",
+    )
     parser.add_argument("--once", action="store_true", help="render once and exit")
-    parser.add_argument("--max-stale", type=parse_duration, default=DEFAULT_MAX_STALE,
-                        help="accept an answer from a server that heard from the Raft leader at "
-                             "most this long ago; 0 = leader only (default %(default)ss)")
-    parser.add_argument("--recovery-grace", type=float, default=DEFAULT_RECOVERY_GRACE,
-                        help="seconds to keep routing to instances Consul forgot after an outage "
-                             "or a state loss, while they register again (default %(default)s)")
+    parser.add_argument(
+        "--max-stale",
+        type=parse_duration,
+        default=DEFAULT_MAX_STALE,
+        help="accept an answer from a server that heard from the Raft leader at "
+        "most this long ago; 0 = leader only (default %(default)ss)",
+    )
+    parser.add_argument(
+        "--recovery-grace",
+        type=float,
+        default=DEFAULT_RECOVERY_GRACE,
+        help="seconds to keep routing to instances Consul forgot after an outage "
+        "or a state loss, while they register again (default %(default)s)",
+    )
     parser.add_argument("--nginx-bin", default=shutil.which("nginx") or "/usr/sbin/nginx")
     parser.add_argument("--nginx-prefix", help="nginx -p DIR: test with nginx -t, reload with -s reload")
     parser.add_argument("--nginx-conf", help="nginx -c CONF (default DIR/nginx.conf)")
     parser.add_argument("--check-cmd", help="shell command testing the config (replaces nginx -t)")
     parser.add_argument("--reload-cmd", help="shell command reloading nginx (replaces -s reload)")
-    parser.add_argument("--no-reload", action="store_true",
-                        help="write and test only (before nginx is started)")
+    parser.add_argument("--no-reload", action="store_true", help="write and test only (before nginx is started)")
     parser.add_argument("--log-level", default=os.environ.get("NER_LOG_LEVEL", "INFO"))
     return parser
 
 
 def build_fill_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"{PROG} {FILL_COMMAND}",
-                                     description="Write nginx.conf from nginx.conf.tmpl for one prefix and address.")
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} {FILL_COMMAND}", description="Write nginx.conf from nginx.conf.tmpl for one prefix and address."
+    )
     parser.add_argument("--conf-template", type=Path, default=HERE / "nginx.conf.tmpl")
     parser.add_argument("--prefix", required=True, help="nginx -p DIR: pid file, temp dirs and logs live there")
     parser.add_argument("--listen", default="127.0.0.1:8080", help="the gateway's address (default %(default)s)")
     parser.add_argument("--upstream-conf", type=Path, required=True, help="the rendered upstream nginx includes")
     parser.add_argument("--out", type=Path, help="where nginx.conf goes (default PREFIX/nginx.conf)")
-    parser.add_argument("--empty-upstream", type=Path, metavar="TEMPLATE",
-                        help="also write to --upstream-conf what TEMPLATE renders with no instance, "
-                             "so nginx can start (answering a JSON 503) before the first render")
+    parser.add_argument(
+        "--empty-upstream",
+        type=Path,
+        metavar="TEMPLATE",
+        help="also write to --upstream-conf what TEMPLATE renders with no instance, "
+        "so nginx can start (answering a JSON 503) before the first render",
+    )
     return parser
 
 
@@ -88,12 +115,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("cannot use template", extra={"fields": {"template": str(args.template), "error": str(exc)}})
         return 2
     wait_min, wait_max = args.wait
-    log.info(startup_message(), extra={"fields": {
-        "consul": args.consul, "service": service, "template": str(args.template), "out": str(args.out),
-        "wait": f"{wait_min}s:{wait_max}s", "hold_down_s": args.hold_down, "once": args.once}})
-    nginx = NginxControl.from_options(args.nginx_bin, prefix=args.nginx_prefix, conf=args.nginx_conf,
-                                      check_cmd=args.check_cmd, reload_cmd=args.reload_cmd,
-                                      reload=not args.no_reload)
+    log.info(
+        startup_message(),
+        extra={
+            "fields": {
+                "consul": args.consul,
+                "service": service,
+                "template": str(args.template),
+                "out": str(args.out),
+                "wait": f"{wait_min}s:{wait_max}s",
+                "hold_down_s": args.hold_down,
+                "once": args.once,
+            }
+        },
+    )
+    nginx = NginxControl.from_options(
+        args.nginx_bin,
+        prefix=args.nginx_prefix,
+        conf=args.nginx_conf,
+        check_cmd=args.check_cmd,
+        reload_cmd=args.reload_cmd,
+        reload=not args.no_reload,
+    )
     consul = Consul(args.consul, os.environ.get("CONSUL_HTTP_TOKEN", ""), args.max_stale)
     runner = Runner(template, service, consul, args.out, nginx, args.wait, args.recovery_grace, args.hold_down)
     runner.signals.install()
@@ -109,8 +152,9 @@ def fill_main(argv: Sequence[str]) -> int:
     """nginx.conf for a prefix, and with --empty-upstream the upstream nginx can start on."""
     args = build_fill_parser().parse_args(argv)
     try:
-        conf = fill_nginx_conf(args.conf_template.read_text(encoding="utf-8"), args.prefix,
-                               str(args.upstream_conf), args.listen)
+        conf = fill_nginx_conf(
+            args.conf_template.read_text(encoding="utf-8"), args.prefix, str(args.upstream_conf), args.listen
+        )
         (args.out or Path(args.prefix, "nginx.conf")).write_text(conf, encoding="utf-8")
         if args.empty_upstream is not None:
             args.upstream_conf.write_text(render(args.empty_upstream.read_text(encoding="utf-8"), []), encoding="utf-8")

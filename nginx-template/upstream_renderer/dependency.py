@@ -1,4 +1,5 @@
 """What the template asks Consul for and what Consul answers, as consul-template's dependency/health_service.go."""
+
 from __future__ import annotations
 
 import re
@@ -45,8 +46,15 @@ class Instance:
 
 
 # Template field name -> Instance attribute, exactly the fields templates may read.
-INSTANCE_FIELDS = {"Node": "node", "ID": "id", "Name": "name", "Address": "address",
-                   "Port": "port", "Status": "status", "NodeAddress": "node_address"}
+INSTANCE_FIELDS = {
+    "Node": "node",
+    "ID": "id",
+    "Name": "name",
+    "Address": "address",
+    "Port": "port",
+    "Status": "status",
+    "NodeAddress": "node_address",
+}
 
 
 def aggregate_status(checks: Iterable[Mapping[str, Any]]) -> str:
@@ -79,8 +87,9 @@ class ServiceQuery:
         """Parse like consul-template: no filter means passing only; filters are sorted."""
         name, _, filter_text = text.partition("|")
         if not SERVICE_NAME_RE.fullmatch(name):
-            raise InvalidQuery(f"unsupported service query {text!r}: only "
-                               f"'name' or 'name|status,...' (no tag, @datacenter or ~near)")
+            raise InvalidQuery(
+                f"unsupported service query {text!r}: only 'name' or 'name|status,...' (no tag, @datacenter or ~near)"
+            )
         filters = [f.strip() for f in filter_text.split(",") if f.strip()] if filter_text else []
         for item in filters:
             if item not in STATUS_FILTERS:

@@ -3,6 +3,7 @@
 Every reload closes idle client keep-alive connections, and an overloaded worker's health flaps
 between passing and warning every few seconds. consul-template has no such rule (only its wait).
 """
+
 from __future__ import annotations
 
 import re
@@ -84,10 +85,21 @@ class HoldDown:
         fresh = self.held is None or self.held.text != text
         self.held = Held(text, count, decision, since)
         if fresh:
-            log.info("weight-only change held down", extra={"fields": {
-                "event": "render", "decision": "held", "change": decision.change, "reason": decision.reason,
-                "old_count": live_count, "new_count": count, "reloaded": False,
-                "due_in_ms": round(max((decision.due_at or 0) - self.clock(), 0) * 1000, 1)}})
+            log.info(
+                "weight-only change held down",
+                extra={
+                    "fields": {
+                        "event": "render",
+                        "decision": "held",
+                        "change": decision.change,
+                        "reason": decision.reason,
+                        "old_count": live_count,
+                        "new_count": count,
+                        "reloaded": False,
+                        "due_in_ms": round(max((decision.due_at or 0) - self.clock(), 0) * 1000, 1),
+                    }
+                },
+            )
 
     def holds(self, text: str) -> bool:
         """Whether this rendered text is the change being held."""
@@ -100,8 +112,10 @@ class HoldDown:
     def withdraw(self) -> None:
         """Consul went back to the live upstream: the held change is dropped, never applied."""
         if self.held is not None:
-            log.info("held change withdrawn: consul is back to the live upstream",
-                     extra={"fields": {"event": "render", "decision": "withdrawn", "reloaded": False}})
+            log.info(
+                "held change withdrawn: consul is back to the live upstream",
+                extra={"fields": {"event": "render", "decision": "withdrawn", "reloaded": False}},
+            )
             self.held = None
 
     def release(self) -> float | None:

@@ -1,4 +1,5 @@
 """The renderer's log: one JSON object per line on stderr, like every other process of the cluster."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """nginx: test a candidate config, make the running master load it, and fill nginx.conf.tmpl."""
+
 from __future__ import annotations
 
 import string
@@ -17,9 +18,15 @@ class NginxControl:
     pid_file: Path | None = None  # reload only when nginx runs (pid file present)
 
     @classmethod
-    def from_options(cls, nginx_bin: str, prefix: str | None = None, conf: str | None = None,
-                     check_cmd: str | None = None, reload_cmd: str | None = None,
-                     reload: bool = True) -> "NginxControl":
+    def from_options(
+        cls,
+        nginx_bin: str,
+        prefix: str | None = None,
+        conf: str | None = None,
+        check_cmd: str | None = None,
+        reload_cmd: str | None = None,
+        reload: bool = True,
+    ) -> "NginxControl":
         """Shell commands when given, else nginx -t / -s reload on -p PREFIX -c CONF (default PREFIX/nginx.conf)."""
         check = ["/bin/sh", "-c", check_cmd] if check_cmd else None
         reloader = ["/bin/sh", "-c", reload_cmd] if reload_cmd else None
@@ -55,8 +62,6 @@ def run_command(argv: Sequence[str]) -> tuple[bool, str]:
     return done.returncode == 0, (done.stdout + done.stderr).strip()[-2000:]
 
 
-def fill_nginx_conf(template_text: str, prefix: str, upstream_conf: str,
-                    listen: str = "127.0.0.1:8080") -> str:
+def fill_nginx_conf(template_text: str, prefix: str, upstream_conf: str, listen: str = "127.0.0.1:8080") -> str:
     """nginx.conf.tmpl filled in; its nginx variables are written $$name so substitute() works."""
-    return string.Template(template_text).substitute(
-        PREFIX=prefix, LISTEN=listen, UPSTREAM_CONF=upstream_conf)
+    return string.Template(template_text).substitute(PREFIX=prefix, LISTEN=listen, UPSTREAM_CONF=upstream_conf)

@@ -1,4 +1,5 @@
 """The rendered upstream file: written atomically, and put back to the last good text when nginx refuses one."""
+
 from __future__ import annotations
 
 import os

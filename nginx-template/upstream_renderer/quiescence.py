@@ -1,4 +1,5 @@
 """Quiescence, consul-template's wait=MIN:MAX: apply after MIN without another change, MAX at most."""
+
 from __future__ import annotations
 
 import time

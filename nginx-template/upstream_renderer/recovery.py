@@ -1,4 +1,5 @@
 """The recovery grace: while Consul comes back, instances it does not list again yet stay in the upstream."""
+
 from __future__ import annotations
 
 import time
@@ -24,8 +25,10 @@ class Recovery:
     def start(self, reason: str) -> None:
         """Hold on to the instances we route to while their registrations come back."""
         self.until = self.clock() + self.grace
-        log.warning("keeping current instances while consul recovers",
-                    extra={"fields": {"reason": reason, "grace_s": self.grace}})
+        log.warning(
+            "keeping current instances while consul recovers",
+            extra={"fields": {"reason": reason, "grace_s": self.grace}},
+        )
 
     def active(self) -> bool:
         return self.clock() < self.until

@@ -3,6 +3,7 @@
 consul-template's manager/runner.go, for one template and one service. The runner composes the
 parts and decides the order; each part keeps its own state.
 """
+
 from __future__ import annotations
 
 import time
@@ -33,10 +34,18 @@ class Outcome:
 class Runner:
     """Watches Consul, renders, and swaps the upstream file only through a passed nginx -t."""
 
-    def __init__(self, template: Template, service: str, consul: Consul, out: Path,
-                 nginx: NginxControl, wait: tuple[float, float],
-                 recovery_grace: float = DEFAULT_RECOVERY_GRACE, hold_down: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        template: Template,
+        service: str,
+        consul: Consul,
+        out: Path,
+        nginx: NginxControl,
+        wait: tuple[float, float],
+        recovery_grace: float = DEFAULT_RECOVERY_GRACE,
+        hold_down: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.clock = clock
         self.template = template
         self.signals = Signals()
@@ -64,8 +73,10 @@ class Runner:
 
     def note_outage(self, exc: ConsulUnavailable, retry_in: float) -> None:
         """Keep the upstream; only an agent that could not be reached may come back forgetful."""
-        log.warning("consul unavailable; keeping the last good upstream",
-                    extra={"fields": {"error": str(exc), "agent_answered": exc.reached, "retry_in_s": retry_in}})
+        log.warning(
+            "consul unavailable; keeping the last good upstream",
+            extra={"fields": {"error": str(exc), "agent_answered": exc.reached, "retry_in_s": retry_in}},
+        )
         self.view.restart()
         if not exc.reached:
             self.recovery.start("consul unreachable")
@@ -96,24 +107,37 @@ class Runner:
         started = self.clock()
         output.write(text)
         checked, check_output = self.nginx.check()
-        fields: dict[str, Any] = {"event": "render", "old_count": output.good_count, "new_count": count,
-                                  "config_ok": checked, "reloaded": False, "reload_ok": None,
-                                  "waited_ms": waited_ms, "decision": "refused", "change": decision.change,
-                                  "reason": decision.reason, "held_ms": held_ms}
+        fields: dict[str, Any] = {
+            "event": "render",
+            "old_count": output.good_count,
+            "new_count": count,
+            "config_ok": checked,
+            "reloaded": False,
+            "reload_ok": None,
+            "waited_ms": waited_ms,
+            "decision": "refused",
+            "change": decision.change,
+            "reason": decision.reason,
+            "held_ms": held_ms,
+        }
         if not checked:
             output.refuse(text)
             fields["check_output"] = check_output
             fields["took_ms"] = round((self.clock() - started) * 1000, 1)
-            log.error("candidate upstream failed the nginx config test; kept the last good one",
-                      extra={"fields": fields})
+            log.error(
+                "candidate upstream failed the nginx config test; kept the last good one", extra={"fields": fields}
+            )
             return Outcome(changed=False, ok=False)
         reloaded, reload_output = self.nginx.reload()
         output.accept(text, count)
         self.applied = self.fetched
         self.hold_down.applied(decision)
-        fields.update(reloaded=reloaded is True, reload_ok=reloaded,
-                      decision="reloaded" if reloaded is True else "written",
-                      took_ms=round((self.clock() - started) * 1000, 1))
+        fields.update(
+            reloaded=reloaded is True,
+            reload_ok=reloaded,
+            decision="reloaded" if reloaded is True else "written",
+            took_ms=round((self.clock() - started) * 1000, 1),
+        )
         if reloaded is False:
             fields["reload_output"] = reload_output
             log.error("nginx reload failed", extra={"fields": fields})
@@ -146,8 +170,7 @@ class Runner:
                 self.signals.sleep(delay)
                 delay = min(delay * 2, 2.0)
         if self.output.is_live(text):
-            log.info("upstream unchanged", extra={"fields": {"event": "render", "new_count": count,
-                                                             "reloaded": False}})
+            log.info("upstream unchanged", extra={"fields": {"event": "render", "new_count": count, "reloaded": False}})
             return 0
         once = Decision(True, self.hold_down.decide(self.output.good, text).change, "render once")
         return 0 if self.apply(text, count, decision=once).ok else 1

@@ -1,4 +1,5 @@
 """SIGTERM/SIGINT: stop at once while only waiting, otherwise after the current write and reload."""
+
 from __future__ import annotations
 
 import signal

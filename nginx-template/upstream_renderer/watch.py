@@ -1,4 +1,5 @@
 """Consul's blocking queries as consul-template's watch/ makes them: stale reads, index rules, the wait flag."""
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,7 @@ class Consul:
     def _get(self, name: str, params: dict[str, str], timeout: float) -> tuple[list[dict], int, float]:
         """One request: entries, X-Consul-Index, and X-Consul-LastContact in seconds."""
         try:
-            response = self.session.get(f"{self.base}/v1/health/service/{name}",
-                                        params=params, timeout=timeout)
+            response = self.session.get(f"{self.base}/v1/health/service/{name}", params=params, timeout=timeout)
         except requests.RequestException as exc:
             raise ConsulUnavailable(f"{type(exc).__name__}: {exc}", reached=False) from exc
         try:
@@ -91,8 +91,9 @@ class Answer:
 class View:
     """One service watched by blocking queries from the last index (consul-template's watch.View)."""
 
-    def __init__(self, consul: Consul, service: str,
-                 waiting: Callable[[], ContextManager[None]] = contextlib.nullcontext):
+    def __init__(
+        self, consul: Consul, service: str, waiting: Callable[[], ContextManager[None]] = contextlib.nullcontext
+    ):
         self.consul = consul
         self.service = service
         self.waiting = waiting  # the blocking request runs inside it: a signal may end the wait
@@ -104,8 +105,9 @@ class View:
             entries, received = self.consul.health_service(self.service, self.index, wait)
         sent, self.index = self.index, next_index(self.index, received)
         if self.index == 0:
-            log.warning("consul index went backwards; reading afresh",
-                        extra={"fields": {"sent": sent, "received": received}})
+            log.warning(
+                "consul index went backwards; reading afresh", extra={"fields": {"sent": sent, "received": received}}
+            )
         return Answer(entries, moved=received != sent, reset=self.index == 0)
 
     def restart(self) -> None:

@@ -1,4 +1,5 @@
 """Where the local cluster lives and which ports it uses: read once from NER_* variables."""
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,9 @@ class ClusterConfig:
     sd_refresh: str = "5s"
 
     def rate_limit(self, secure: bool) -> RateLimit:
-        return RateLimit.from_env({"NER_GATEWAY_RATE": self.gateway_rate,
-                                   "NER_GATEWAY_BURST": self.gateway_burst}, secure)
+        return RateLimit.from_env(
+            {"NER_GATEWAY_RATE": self.gateway_rate, "NER_GATEWAY_BURST": self.gateway_burst}, secure
+        )
 
     @property
     def gateway_url(self) -> str:
@@ -110,6 +112,12 @@ def load_config(environ: Mapping[str, str] = os.environ) -> ClusterConfig:
 
 def on_free_ports(config: ClusterConfig) -> ClusterConfig:
     """The same cluster on free loopback ports, so it never collides with a running `make up` cluster."""
-    return replace(config, gateway_host="127.0.0.1", gateway_port=free_port(), consul_http_port=free_port(),
-                   worker_base_port=free_port_block(WORKER_PORT_BLOCK), prometheus_port=free_port(),
-                   mtail_port=free_port())
+    return replace(
+        config,
+        gateway_host="127.0.0.1",
+        gateway_port=free_port(),
+        consul_http_port=free_port(),
+        worker_base_port=free_port_block(WORKER_PORT_BLOCK),
+        prometheus_port=free_port(),
+        mtail_port=free_port(),
+    )

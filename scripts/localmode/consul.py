@@ -4,6 +4,7 @@ Dev mode keeps its state in memory: after a restart the workers register again b
 (registrar/resync.py). Secured mode (docs/SECURITY.md) keeps ACLs in RUN_DIR/consul-data, so it
 is a persistent single server with gossip encryption.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,14 @@ def ports_override(config: ClusterConfig, secure: bool) -> Path:
     """RUN_DIR/consul-ports.json: the HTTP port, and Serf/RPC ports of its own for this start."""
     override = config.run_dir / "consul-ports.json"
     override.parent.mkdir(parents=True, exist_ok=True)
-    ports = {"http": config.consul_http_port, "dns": -1, "grpc": -1,
-             "serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()}
+    ports = {
+        "http": config.consul_http_port,
+        "dns": -1,
+        "grpc": -1,
+        "serf_lan": free_port(),
+        "serf_wan": free_port(),
+        "server": free_port(),
+    }
     settings: dict = {"ports": ports}
     if secure:  # raft_multiplier 1: elections in ~1 s instead of ~5 s (also what production should use)
         settings["performance"] = {"raft_multiplier": 1}
@@ -48,13 +55,25 @@ def consul_program(config: ClusterConfig, override: Path, gossip_file: Path | No
     else:
         data_dir = config.run_dir / "consul-data"
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        argv += ["-server", "-bootstrap-expect=1", f"-data-dir={data_dir}",
-                 f"-config-file={REPO_ROOT / 'consul' / 'secure.hcl'}", f"-config-file={gossip_file}"]
+        argv += [
+            "-server",
+            "-bootstrap-expect=1",
+            f"-data-dir={data_dir}",
+            f"-config-file={REPO_ROOT / 'consul' / 'secure.hcl'}",
+            f"-config-file={gossip_file}",
+        ]
     argv.append(f"-config-file={override}")
     # SIGINT: a graceful leave. Ports: a just-killed agent's sockets can linger for a moment.
-    return Program(name="consul", argv=argv, priority=PRIORITY, stop_signal="INT", stop_wait_seconds=10,
-                   ports=tuple(json.loads(override.read_text())["ports"][key]
-                               for key in ("http", "serf_lan", "serf_wan", "server")))
+    return Program(
+        name="consul",
+        argv=argv,
+        priority=PRIORITY,
+        stop_signal="INT",
+        stop_wait_seconds=10,
+        ports=tuple(
+            json.loads(override.read_text())["ports"][key] for key in ("http", "serf_lan", "serf_wan", "server")
+        ),
+    )
 
 
 def has_leader(config: ClusterConfig) -> bool:

@@ -1,4 +1,5 @@
 """supervisord's XML-RPC API over its unix control socket, as supervisorctl reaches it, with a timeout."""
+
 from __future__ import annotations
 
 import socket

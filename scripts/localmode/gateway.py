@@ -6,6 +6,7 @@ its reloads reach whichever nginx master runs now, including one the supervisor 
 The project's renderer is the package nginx-template/upstream_renderer, run as
 `python -m upstream_renderer` with nginx-template on PYTHONPATH; it also fills nginx.conf.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,11 +36,26 @@ def write_nginx_conf(config: ClusterConfig, secure: bool) -> None:
     """Fill nginx.conf.tmpl for this run directory and gateway port, with the mode's rate limit."""
     prefix = nginx_dir(config)
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(config.python), "-m", "upstream_renderer", "fill-nginx-conf",
-                    "--conf-template", str(NGINX_TEMPLATE_DIR / "nginx.conf.tmpl"), "--prefix", str(prefix),
-                    "--upstream-conf", str(prefix / "upstream.conf"),
-                    "--listen", f"{config.gateway_host}:{config.gateway_port}"],
-                   check=True, cwd=REPO_ROOT, timeout=30, env={**os.environ, **renderer_env()})
+    subprocess.run(
+        [
+            str(config.python),
+            "-m",
+            "upstream_renderer",
+            "fill-nginx-conf",
+            "--conf-template",
+            str(NGINX_TEMPLATE_DIR / "nginx.conf.tmpl"),
+            "--prefix",
+            str(prefix),
+            "--upstream-conf",
+            str(prefix / "upstream.conf"),
+            "--listen",
+            f"{config.gateway_host}:{config.gateway_port}",
+        ],
+        check=True,
+        cwd=REPO_ROOT,
+        timeout=30,
+        env={**os.environ, **renderer_env()},
+    )
     write_limits(config, secure)
 
 
@@ -56,9 +72,15 @@ def write_limits(config: ClusterConfig, secure: bool) -> None:
 
 def nginx_program(config: ClusterConfig) -> Program:
     """nginx in the foreground (daemon off); SIGQUIT lets in-flight requests finish."""
-    return Program(name="nginx", argv=[config.nginx_bin, *nginx_args(config)], priority=NGINX_PRIORITY,
-                   stop_signal="QUIT", stop_wait_seconds=10, ports=(config.gateway_port,),
-                   inherit_listeners=True)
+    return Program(
+        name="nginx",
+        argv=[config.nginx_bin, *nginx_args(config)],
+        priority=NGINX_PRIORITY,
+        stop_signal="QUIT",
+        stop_wait_seconds=10,
+        ports=(config.gateway_port,),
+        inherit_listeners=True,
+    )
 
 
 def renderer_argv(config: ClusterConfig, once: bool = False) -> tuple[str, list[str]]:
@@ -73,13 +95,30 @@ def renderer_argv(config: ClusterConfig, once: bool = False) -> tuple[str, list[
     if consul_template:
         reload_cmd = f"{REPO_ROOT / 'nginx-template' / 'reload-nginx.sh'} {prefix} {prefix / 'nginx.conf'} {out}"
         spec = f"{template}:{out}" if once else f"{template}:{out}:{reload_cmd}"
-        argv = [consul_template, f"-consul-addr=127.0.0.1:{config.consul_http_port}", "-wait=200ms:2s",
-                f"-template={spec}"]
+        argv = [
+            consul_template,
+            f"-consul-addr=127.0.0.1:{config.consul_http_port}",
+            "-wait=200ms:2s",
+            f"-template={spec}",
+        ]
         return "consul-template", argv + (["-once"] if once else [])
-    argv = [str(config.python), "-m", "upstream_renderer",
-            "--consul", f"127.0.0.1:{config.consul_http_port}", "--template", str(template),
-            "--out", str(out), "--nginx-bin", config.nginx_bin,
-            "--nginx-prefix", str(prefix), "--nginx-conf", str(prefix / "nginx.conf")]
+    argv = [
+        str(config.python),
+        "-m",
+        "upstream_renderer",
+        "--consul",
+        f"127.0.0.1:{config.consul_http_port}",
+        "--template",
+        str(template),
+        "--out",
+        str(out),
+        "--nginx-bin",
+        config.nginx_bin,
+        "--nginx-prefix",
+        str(prefix),
+        "--nginx-conf",
+        str(prefix / "nginx.conf"),
+    ]
     return "project renderer (consul-template not on PATH)", argv + (["--once", "--no-reload"] if once else [])
 
 
@@ -90,8 +129,15 @@ def render_once(config: ClusterConfig, env: dict[str, str]) -> None:
 
 
 def renderer_program(config: ClusterConfig, token_file: Path | None) -> Program:
-    return Program(name="renderer", argv=renderer_argv(config)[1], priority=RENDERER_PRIORITY,
-                   stop_signal="TERM", stop_wait_seconds=10, env=renderer_env(), token_file=token_file)
+    return Program(
+        name="renderer",
+        argv=renderer_argv(config)[1],
+        priority=RENDERER_PRIORITY,
+        stop_signal="TERM",
+        stop_wait_seconds=10,
+        env=renderer_env(),
+        token_file=token_file,
+    )
 
 
 def renderer_env() -> dict[str, str]:

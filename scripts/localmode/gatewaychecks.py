@@ -1,4 +1,5 @@
 """What the gateway answers: whether it serves, and whether every passing worker answers through it."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -16,12 +17,16 @@ def gateway_alive(gateway_url: str) -> bool:
 
 def wait_serving(gateway_url: str, timeout: float = 30) -> float:
     """Wait until a real NER request succeeds through the gateway."""
-    return wait_for(lambda: requests.post(f"{gateway_url}/v1/ner", json=PROBE, timeout=5).status_code == 200,
-                    timeout, "a request to succeed through the gateway")
+    return wait_for(
+        lambda: requests.post(f"{gateway_url}/v1/ner", json=PROBE, timeout=5).status_code == 200,
+        timeout,
+        "a request to succeed through the gateway",
+    )
 
 
-def wait_routes_to_all(gateway_url: str, wanted: set[str], timeout: float = 15,
-                       say: Callable[[str], None] = lambda message: None) -> float | None:
+def wait_routes_to_all(
+    gateway_url: str, wanted: set[str], timeout: float = 15, say: Callable[[str], None] = lambda message: None
+) -> float | None:
     """Wait until every instance ID in wanted has answered through the gateway (X-Worker-Id).
 
     Consul reports a new worker passing a moment before the renderer has rewritten the
@@ -35,6 +40,7 @@ def wait_routes_to_all(gateway_url: str, wanted: set[str], timeout: float = 15,
         if response.status_code == 200:
             seen.add(response.headers.get("X-Worker-Id", ""))
         return wanted <= seen
+
     try:
         return wait_for(all_seen, timeout, "every passing worker to answer through the gateway", interval=0.05)
     except TimeoutError:

@@ -7,6 +7,7 @@ this program's (nginx workers whose master was killed keep serving a frozen upst
 gateway port; a killed gunicorn master's workers hold the worker port). Only processes started in
 this directory match, so nothing the cluster did not start is touched.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,10 @@ def clear_leftovers(directory: Path, sig: int, timeout: float) -> list[int]:
     """Stop the processes an earlier run of this program left in its directory; returns those stopped."""
     leftovers = pids_under(directory, exclude={os.getpid()})
     if leftovers:
-        _say(f"stopping {len(leftovers)} leftover process(es) of an earlier run: "
-             + "; ".join(f"{pid} {command_of(pid)}" for pid in leftovers))
+        _say(
+            f"stopping {len(leftovers)} leftover process(es) of an earlier run: "
+            + "; ".join(f"{pid} {command_of(pid)}" for pid in leftovers)
+        )
         stuck = stop_pids(leftovers, sig, timeout)
         if stuck:
             _say(f"could not stop {stuck}")
@@ -79,14 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--signal", default="TERM", help="how to stop leftovers (TERM, QUIT, INT)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds leftovers get to exit")
     parser.add_argument("--port", type=int, action="append", default=[], help="a port the program listens on")
-    parser.add_argument("--token-file", type=Path, help="Consul token for CONSUL_HTTP_TOKEN (kept off the command line)")
+    parser.add_argument(
+        "--token-file", type=Path, help="Consul token for CONSUL_HTTP_TOKEN (kept off the command line)"
+    )
     parser.add_argument("--starts-file", type=Path)
     parser.add_argument("--bind-env", help="export HOST:PORT in this variable, PORT one of --bind-port")
     parser.add_argument("--bind-host", default="127.0.0.1")
-    parser.add_argument("--bind-port", type=int, action="append", default=[],
-                        help="ports to alternate between across starts (see choose_port)")
-    parser.add_argument("--inherit-listeners", action="store_true",
-                        help="hand the leftovers' listening sockets on --port to the program (nginx's NGINX variable)")
+    parser.add_argument(
+        "--bind-port",
+        type=int,
+        action="append",
+        default=[],
+        help="ports to alternate between across starts (see choose_port)",
+    )
+    parser.add_argument(
+        "--inherit-listeners",
+        action="store_true",
+        help="hand the leftovers' listening sockets on --port to the program (nginx's NGINX variable)",
+    )
     parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- then the program and its arguments")
     return parser
 
@@ -116,9 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     taken = [] if inherited else wait_ports_free(ports, args.timeout)
     if taken:
         holders = {port: listeners(port) for port in taken}
-        _say("ports still taken, not starting: " + "; ".join(
-            f"{port} by {', '.join(f'{pid} {command_of(pid)}' for pid in pids) or 'another user'}"
-            for port, pids in holders.items()))
+        _say(
+            "ports still taken, not starting: "
+            + "; ".join(
+                f"{port} by {', '.join(f'{pid} {command_of(pid)}' for pid in pids) or 'another user'}"
+                for port, pids in holders.items()
+            )
+        )
         return 1
     if args.token_file is not None:
         try:

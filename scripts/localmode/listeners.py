@@ -7,6 +7,7 @@ refused. Instead, the launcher copies that socket out of a leftover worker (pidf
 start-up for inherited sockets (its binary-upgrade mechanism). Connections that arrive meanwhile
 wait in the socket's queue.
 """
+
 from __future__ import annotations
 
 import ctypes

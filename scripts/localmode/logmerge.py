@@ -16,6 +16,7 @@ before it. `--request-id ID` keeps the lines of one request (gateway and worker)
 `--compose -` reads `docker compose logs -t --no-color` on stdin instead: the service name is the
 source, and a line without a time of its own takes the engine's timestamp.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,13 @@ class Record:
         return self.request_id() == request_id or request_id in self.raw
 
     def as_json(self) -> str:
-        out = {"time": _iso(self.time), "source": self.source, "level": self.level, "event": self.event,
-               **{key: value for key, value in self.fields.items() if key not in _SHOWN}}
+        out = {
+            "time": _iso(self.time),
+            "source": self.source,
+            "level": self.level,
+            "event": self.event,
+            **{key: value for key, value in self.fields.items() if key not in _SHOWN},
+        }
         if self.more:
             out["more"] = self.more
         return json.dumps(out, ensure_ascii=False)
@@ -111,10 +117,10 @@ def _parse_json(line: str, source: str) -> Record | None:
     level = str(data.get("level") or data.get("levelname") or "").upper()
     event = next((str(data[key]) for key in _EVENT_KEYS if key in data), "")
     if "status" in data and "uri" in data and not event:  # nginx's access log
-        event = f'{data.get("method", "")} {data["uri"]} {data["status"]}'
+        event = f"{data.get('method', '')} {data['uri']} {data['status']}"
         level = level or ("ERROR" if str(data["status"]).startswith("5") else "INFO")
     if data.get("logger") or data.get("name"):
-        event = f'{data.get("logger") or data.get("name")}: {event}'
+        event = f"{data.get('logger') or data.get('name')}: {event}"
     return Record(moment, source, level, event, data, line)
 
 

@@ -3,6 +3,7 @@
 The mode is decided when Consul starts and recorded in RUN_DIR/mode, so `scale`, `status` and
 `down` follow a running cluster's mode (docs/SECURITY.md).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

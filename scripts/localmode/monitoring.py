@@ -7,6 +7,7 @@ access log into the gateway's metrics: what clients see. docs/OBSERVABILITY.md. 
 RUN_DIR/prometheus from the versioned ones in scripts/monitoring; the one rule that belongs to
 this cluster alone (how many workers it is meant to run) is rewritten on every up and scale.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -50,11 +51,17 @@ def access_log(config: ClusterConfig) -> Path:
 def render_prometheus_conf(config: ClusterConfig, token_file: Path | None) -> str:
     """scripts/monitoring/prometheus.yml.tmpl filled for this cluster."""
     return prometheus_conf.render(
-        scrape_interval=config.scrape_interval, evaluation_interval=config.evaluation_interval,
-        sd_refresh=config.sd_refresh, consul=f"127.0.0.1:{config.consul_http_port}",
-        gateway_metrics=f"127.0.0.1:{config.mtail_port}", prometheus=f"127.0.0.1:{config.prometheus_port}",
-        rules=MONITORING_DIR / "rules", cluster_rules=cluster_rules_dir(config), targets=targets_dir(config),
-        token_file=token_file)
+        scrape_interval=config.scrape_interval,
+        evaluation_interval=config.evaluation_interval,
+        sd_refresh=config.sd_refresh,
+        consul=f"127.0.0.1:{config.consul_http_port}",
+        gateway_metrics=f"127.0.0.1:{config.mtail_port}",
+        prometheus=f"127.0.0.1:{config.prometheus_port}",
+        rules=MONITORING_DIR / "rules",
+        cluster_rules=cluster_rules_dir(config),
+        targets=targets_dir(config),
+        token_file=token_file,
+    )
 
 
 def write_prometheus_conf(config: ClusterConfig, token_file: Path | None) -> Path:
@@ -76,30 +83,70 @@ def prometheus_program(config: ClusterConfig) -> Program:
     """Prometheus in the foreground; /-/reload rereads its files (a new worker count)."""
     binary = shutil.which("prometheus") or "/usr/bin/prometheus"
     prefix = prometheus_dir(config)
-    argv = [binary, f"--config.file={prefix / 'prometheus.yml'}", f"--storage.tsdb.path={prefix / 'data'}",
-            f"--web.listen-address=127.0.0.1:{config.prometheus_port}", "--web.enable-lifecycle",
-            "--log.format=json"]
-    return Program(name="prometheus", argv=argv, priority=PROMETHEUS_PRIORITY, stop_signal="TERM",
-                   stop_wait_seconds=15, ports=(config.prometheus_port,))
+    argv = [
+        binary,
+        f"--config.file={prefix / 'prometheus.yml'}",
+        f"--storage.tsdb.path={prefix / 'data'}",
+        f"--web.listen-address=127.0.0.1:{config.prometheus_port}",
+        "--web.enable-lifecycle",
+        "--log.format=json",
+    ]
+    return Program(
+        name="prometheus",
+        argv=argv,
+        priority=PROMETHEUS_PRIORITY,
+        stop_signal="TERM",
+        stop_wait_seconds=15,
+        ports=(config.prometheus_port,),
+    )
 
 
 def discovery_program(config: ClusterConfig, token_file: Path | None) -> Program:
     """consul_file_sd.py: Consul's ner-worker instances as Prometheus' target file."""
-    argv = [str(config.python), str(MONITORING_DIR / "consul_file_sd.py"),
-            "--consul", f"127.0.0.1:{config.consul_http_port}", "--service", SERVICE_NAME,
-            "--out", str(targets_dir(config) / f"{SERVICE_NAME}.json")]
-    return Program(name="discovery", argv=argv, priority=DISCOVERY_PRIORITY, stop_signal="TERM",
-                   stop_wait_seconds=5, token_file=token_file)
+    argv = [
+        str(config.python),
+        str(MONITORING_DIR / "consul_file_sd.py"),
+        "--consul",
+        f"127.0.0.1:{config.consul_http_port}",
+        "--service",
+        SERVICE_NAME,
+        "--out",
+        str(targets_dir(config) / f"{SERVICE_NAME}.json"),
+    ]
+    return Program(
+        name="discovery",
+        argv=argv,
+        priority=DISCOVERY_PRIORITY,
+        stop_signal="TERM",
+        stop_wait_seconds=5,
+        token_file=token_file,
+    )
 
 
 def mtail_program(config: ClusterConfig) -> Program:
     """mtail reading nginx's access log from its end, serving the gateway's metrics."""
     binary = shutil.which("mtail") or "/usr/bin/mtail"
-    argv = [binary, "--progs", str(MONITORING_DIR / "mtail"), "--logs", str(access_log(config)),
-            "--address", "127.0.0.1", "--port", str(config.mtail_port), "--emit_prog_label=false",
-            "--logtostderr"]
-    return Program(name="mtail", argv=argv, priority=MTAIL_PRIORITY, stop_signal="TERM", stop_wait_seconds=5,
-                   ports=(config.mtail_port,))
+    argv = [
+        binary,
+        "--progs",
+        str(MONITORING_DIR / "mtail"),
+        "--logs",
+        str(access_log(config)),
+        "--address",
+        "127.0.0.1",
+        "--port",
+        str(config.mtail_port),
+        "--emit_prog_label=false",
+        "--logtostderr",
+    ]
+    return Program(
+        name="mtail",
+        argv=argv,
+        priority=MTAIL_PRIORITY,
+        stop_signal="TERM",
+        stop_wait_seconds=5,
+        ports=(config.mtail_port,),
+    )
 
 
 def port_of(config: ClusterConfig, name: str) -> int:

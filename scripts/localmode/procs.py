@@ -7,6 +7,7 @@ started never matches: this is what lets `down`, and a program that restarts, cl
 (an nginx master's orphaned workers, a killed gunicorn master's workers) without touching
 anything the cluster did not start.
 """
+
 from __future__ import annotations
 
 import os

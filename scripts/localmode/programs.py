@@ -3,6 +3,7 @@
 Priorities order start-up and shut-down (lower starts first and stops last): Consul, nginx, the
 renderer, then the workers, so `down` drains the workers while the gateway and Consul still run.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -38,8 +39,17 @@ class Program:
 
     def launcher_argv(self, python: Path, run_dir: Path) -> list[str]:
         """The launcher clears an earlier run's leftovers, then becomes argv."""
-        argv = [str(python), "-m", "scripts.localmode.launch", "--signal", self.leftover_signal or self.stop_signal,
-                "--timeout", f"{self.stop_wait_seconds:g}", "--starts-file", str(starts_file(run_dir, self.name))]
+        argv = [
+            str(python),
+            "-m",
+            "scripts.localmode.launch",
+            "--signal",
+            self.leftover_signal or self.stop_signal,
+            "--timeout",
+            f"{self.stop_wait_seconds:g}",
+            "--starts-file",
+            str(starts_file(run_dir, self.name)),
+        ]
         for port in self.ports:
             argv += ["--port", str(port)]
         if self.token_file is not None:

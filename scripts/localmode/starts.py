@@ -3,6 +3,7 @@
 A part of LocalCluster (scripts/localcluster.py), which supplies config, supervisor, mode, say,
 live() and port_of(); kept apart so the cluster's operations read on their own.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,11 +38,13 @@ class ProgramStarts:
 
     def _wait_program(self, name: str, ready: Callable[[], bool], timeout: float, what: str) -> float:
         """Wait until ready(); a program that the supervisor gave up on (FATAL) fails at once, with its log."""
+
         def up() -> bool:
             state = self.supervisor.state(name)
             if state is not None and state.state == "FATAL":
                 raise RuntimeError(f"{name} keeps exiting during start-up:\n{self._log_tail(name)}")
             return ready()
+
         try:
             return wait_for(up, timeout, what)
         except TimeoutError as error:
@@ -86,8 +89,10 @@ class ProgramStarts:
             store = self.secrets()
             setup = ensure_acls(f"127.0.0.1:{cfg.consul_http_port}", store, SERVICE_NAME, say=self.say)
             what = "ACLs bootstrapped" if setup.bootstrapped else "ACLs in place"
-            self.say(f"consul: up in {took:.1f}s (secure: {what}, default deny, gossip encrypted), "
-                     f"UI at {cfg.consul_url}/ui/ (log in with {store.file('operator.token')})")
+            self.say(
+                f"consul: up in {took:.1f}s (secure: {what}, default deny, gossip encrypted), "
+                f"UI at {cfg.consul_url}/ui/ (log in with {store.file('operator.token')})"
+            )
         else:
             self.say(f"consul: up in {took:.1f}s, UI at {cfg.consul_url}/ui/")
         return self.live()["consul"]
@@ -140,8 +145,12 @@ class ProgramStarts:
         state = self.supervisor.state(program.name)
         from scripts.localcluster import Proc
 
-        return Proc(name=program.name, pid=state.pid if state else 0, port=self.port_of(program.name),
-                    log=state.log if state else "")
+        return Proc(
+            name=program.name,
+            pid=state.pid if state else 0,
+            port=self.port_of(program.name),
+            log=state.log if state else "",
+        )
 
     def stop_worker(self, name: str) -> None:
         """Drain one worker and drop its program (the others keep running)."""

@@ -1,4 +1,5 @@
 """What `make status` prints: the supervisor's view of every program beside Consul's view of the workers."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -40,12 +41,15 @@ def print_status(cluster: "LocalCluster") -> None:
     for name, state in sorted(states.items(), key=lambda kv: (kv[0].startswith("worker-"), len(kv[0]), kv[0])):
         pid = str(state.pid) if state.pid else "-"
         port = cluster.port_of(name) or ""
-        print(f"{name:<10} {state.state:<9} {pid:>7} {uptime(state.uptime_seconds):>9} "
-              f"{restarts(cluster, name):>8}  {port}")
+        print(
+            f"{name:<10} {state.state:<9} {pid:>7} {uptime(state.uptime_seconds):>9} "
+            f"{restarts(cluster, name):>8}  {port}"
+        )
     if "consul" not in cluster.live():
         print("\nConsul is not running: no view of the workers' health")
         return
     print()
-    config = registrar_config({"CONSUL_HTTP_ADDR": f"127.0.0.1:{cluster.config.consul_http_port}",
-                               **cluster.token_env("operator")})
+    config = registrar_config(
+        {"CONSUL_HTTP_ADDR": f"127.0.0.1:{cluster.config.consul_http_port}", **cluster.token_env("operator")}
+    )
     print_instances(list_instances(build_client(config), SERVICE_NAME))

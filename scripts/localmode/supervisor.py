@@ -6,6 +6,7 @@ a file in RUN_DIR/supervisor/programs/, included by the main file: adding or rem
 writes or deletes its file, then `reloadConfig` + `addProcessGroup` / `removeProcessGroup`
 change only that program (what `supervisorctl update` does), leaving the others running.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,15 @@ class ProgramState:
 
     @classmethod
     def from_info(cls, info: dict) -> "ProgramState":
-        return cls(name=info["name"], state=info["statename"], pid=int(info["pid"]), started_at=info["start"],
-                   now=info["now"], log=info["stdout_logfile"], spawn_error=info.get("spawnerr", ""))
+        return cls(
+            name=info["name"],
+            state=info["statename"],
+            pid=int(info["pid"]),
+            started_at=info["start"],
+            now=info["now"],
+            log=info["stdout_logfile"],
+            spawn_error=info.get("spawnerr", ""),
+        )
 
 
 class Supervisor:
@@ -131,9 +139,14 @@ files = {self.programs_dir}/*.conf
         if stale is not None:
             raise SupervisorError(f"supervisord (pid {stale}) runs but does not answer on {self.socket_path}")
         self.socket_path.unlink(missing_ok=True)
-        done = subprocess.run([str(self.python), "-m", "supervisor.supervisord", "-c", str(self.conf_path)],
-                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=30,
-                              env=_supervisor_env())
+        done = subprocess.run(
+            [str(self.python), "-m", "supervisor.supervisord", "-c", str(self.conf_path)],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=_supervisor_env(),
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.answering():
@@ -174,8 +187,7 @@ files = {self.programs_dir}/*.conf
         """Every program supervisord runs, by name."""
         if not self.answering():
             return {}
-        return {info["name"]: ProgramState.from_info(info)
-                for info in self._rpc().supervisor.getAllProcessInfo()}
+        return {info["name"]: ProgramState.from_info(info) for info in self._rpc().supervisor.getAllProcessInfo()}
 
     def state(self, name: str) -> ProgramState | None:
         try:

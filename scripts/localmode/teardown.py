@@ -1,4 +1,5 @@
 """After supervisord has stopped: stop what it no longer watched, and check that nothing is left."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -21,14 +22,21 @@ def sweep(supervisor: Supervisor, ports: list[int], say: Callable[[str], None]) 
     if daemon is not None:
         leftovers.append(daemon)
     if leftovers:
-        say("stopping what the supervisor no longer watched: "
-            + "; ".join(f"{pid} {command_of(pid)}" for pid in leftovers))
+        say(
+            "stopping what the supervisor no longer watched: "
+            + "; ".join(f"{pid} {command_of(pid)}" for pid in leftovers)
+        )
         stop_pids(leftovers, timeout=LEFTOVER_STOP_SECONDS)
     remaining = pids_under(work)
     held = {port: listeners(port) for port in ports if port_listened(port)}
     if remaining:
-        raise RuntimeError("left running: " + "; ".join(f"pid {pid} ({command_of(pid)})" for pid in remaining)
-                           + "".join(f"; port {port} listened on" for port in held))
+        raise RuntimeError(
+            "left running: "
+            + "; ".join(f"pid {pid} ({command_of(pid)})" for pid in remaining)
+            + "".join(f"; port {port} listened on" for port in held)
+        )
     for port, holders in held.items():  # nothing of ours runs: whoever listens there, we did not start
-        say(f"note: port {port} is in use by {', '.join(command_of(pid) for pid in holders) or 'another user'}, "
-            "which this cluster did not start")
+        say(
+            f"note: port {port} is in use by {', '.join(command_of(pid) for pid in holders) or 'another user'}, "
+            "which this cluster did not start"
+        )

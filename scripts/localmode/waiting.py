@@ -1,4 +1,5 @@
 """Polling with a deadline, for processes and services that become ready on their own time."""
+
 from __future__ import annotations
 
 import time

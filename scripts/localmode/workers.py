@@ -1,4 +1,5 @@
 """Worker instances of the local cluster: one supervised gunicorn program each, on ports of its own."""
+
 from __future__ import annotations
 
 import re
@@ -17,11 +18,11 @@ UPSTREAM_WAIT_SECONDS = 5
 
 
 def is_worker(name: str) -> bool:
-    return name.startswith(PREFIX) and name[len(PREFIX):].isdigit()
+    return name.startswith(PREFIX) and name[len(PREFIX) :].isdigit()
 
 
 def index_of(name: str) -> int:
-    return int(name[len(PREFIX):])
+    return int(name[len(PREFIX) :])
 
 
 def worker_ports(config: ClusterConfig, index: int) -> tuple[int, ...]:
@@ -41,15 +42,31 @@ def worker_program(config: ClusterConfig, index: int, ports: tuple[int, ...], to
     }
     # No --chdir: gunicorn stays in the program's directory, which marks its processes as ours
     # (procs.py); PYTHONPATH (programs.py) makes `worker` importable from there.
-    argv = [str(config.python), "-m", "gunicorn", "-c", str(REPO_ROOT / "worker/gunicorn.conf.py"),
-            "--name", f"ner-{name}", "worker.app:get_app()"]
+    argv = [
+        str(config.python),
+        "-m",
+        "gunicorn",
+        "-c",
+        str(REPO_ROOT / "worker/gunicorn.conf.py"),
+        "--name",
+        f"ner-{name}",
+        "worker.app:get_app()",
+    ]
     # Leftovers are the workers of a master that was killed: they no longer answer for their
     # instance, and a graceful stop leaves requests on idle keep-alive connections unanswered.
     # Killed at once, whatever they had in flight fails before a byte was sent and nginx retries it
     # on another worker (every response leaves in one write: worker/whole_response.py).
-    return Program(name=name, argv=argv, priority=PRIORITY, stop_signal="TERM", leftover_signal="KILL",
-                   stop_wait_seconds=config.drain_seconds + UPSTREAM_WAIT_SECONDS + GRACEFUL_SECONDS,
-                   env=env, token_file=token_file, bind_ports=ports)
+    return Program(
+        name=name,
+        argv=argv,
+        priority=PRIORITY,
+        stop_signal="TERM",
+        leftover_signal="KILL",
+        stop_wait_seconds=config.drain_seconds + UPSTREAM_WAIT_SECONDS + GRACEFUL_SECONDS,
+        env=env,
+        token_file=token_file,
+        bind_ports=ports,
+    )
 
 
 _BIND_PORT = re.compile(r"--bind-port=(\d+)")

@@ -16,6 +16,7 @@ token comes from CONSUL_HTTP_TOKEN (read-only: service and node read). Logs one 
 line on stderr. When Consul cannot be reached the last file stays: Prometheus keeps scraping
 what it last knew, as consul_sd_configs does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,13 @@ _LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 
 def log(level: str, event: str, **fields: Any) -> None:
     """One JSON line on stderr, in the shape every component of the cluster logs."""
-    line = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "level": level, "logger": "monitoring.consul_file_sd", "event": event, **fields}
+    line = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "level": level,
+        "logger": "monitoring.consul_file_sd",
+        "event": event,
+        **fields,
+    }
     print(json.dumps(line, ensure_ascii=False), file=sys.stderr, flush=True)
 
 
@@ -81,8 +87,9 @@ def target_group(entry: dict) -> dict:
 def target_groups(entries: list[dict]) -> list[dict]:
     """Every instance, in a stable order so that an unchanged Consul gives an unchanged file."""
     groups = [target_group(entry) for entry in entries]
-    return sorted(groups, key=lambda group: (group["labels"]["__meta_consul_node"],
-                                             group["labels"]["__meta_consul_service_id"]))
+    return sorted(
+        groups, key=lambda group: (group["labels"]["__meta_consul_node"], group["labels"]["__meta_consul_service_id"])
+    )
 
 
 def write_atomic(path: Path, text: str) -> bool:
@@ -150,8 +157,11 @@ def run(consul: str, service: str, out: Path, wait: str, token: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--consul", default=os.environ.get("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
-                        help="host:port of a Consul agent's HTTP API")
+    parser.add_argument(
+        "--consul",
+        default=os.environ.get("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
+        help="host:port of a Consul agent's HTTP API",
+    )
     parser.add_argument("--service", default="ner-worker")
     parser.add_argument("--out", type=Path, required=True, help="the target file Prometheus reads")
     parser.add_argument("--wait", default="30s", help="how long one blocking query may wait (Consul's wait)")

@@ -8,6 +8,7 @@ this file (prometheus-entrypoint.sh), its values from the environment:
 
 Standard library only, like consul_file_sd.py beside it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,18 +38,37 @@ def authorization(token_file: Path | None) -> str:
     return f"    authorization:\n      credentials_file: {token_file}"
 
 
-def render(*, scrape_interval: str, evaluation_interval: str, sd_refresh: str, consul: str,
-           gateway_metrics: str, prometheus: str, rules: Path, cluster_rules: Path, targets: Path,
-           token_file: Path | None, template: Path = TEMPLATE) -> str:
+def render(
+    *,
+    scrape_interval: str,
+    evaluation_interval: str,
+    sd_refresh: str,
+    consul: str,
+    gateway_metrics: str,
+    prometheus: str,
+    rules: Path,
+    cluster_rules: Path,
+    targets: Path,
+    token_file: Path | None,
+    template: Path = TEMPLATE,
+) -> str:
     """The template filled in; a scrape may take at most its interval (and 10 s)."""
     for duration in (scrape_interval, evaluation_interval, sd_refresh):
         seconds(duration)
     timeout = min(seconds(scrape_interval), 10.0)
     return string.Template(template.read_text()).substitute(
-        SCRAPE_INTERVAL=scrape_interval, SCRAPE_TIMEOUT=f"{timeout:g}s", EVALUATION_INTERVAL=evaluation_interval,
-        SD_REFRESH=sd_refresh, TARGETS=str(targets), CONSUL=consul, GATEWAY_METRICS=gateway_metrics,
-        PROMETHEUS=prometheus, RULES=str(rules), CLUSTER_RULES=str(cluster_rules),
-        CONSUL_AUTH=authorization(token_file))
+        SCRAPE_INTERVAL=scrape_interval,
+        SCRAPE_TIMEOUT=f"{timeout:g}s",
+        EVALUATION_INTERVAL=evaluation_interval,
+        SD_REFRESH=sd_refresh,
+        TARGETS=str(targets),
+        CONSUL=consul,
+        GATEWAY_METRICS=gateway_metrics,
+        PROMETHEUS=prometheus,
+        RULES=str(rules),
+        CLUSTER_RULES=str(cluster_rules),
+        CONSUL_AUTH=authorization(token_file),
+    )
 
 
 def write_wanted(cluster_rules: Path, count: int) -> Path:
@@ -56,9 +76,11 @@ def write_wanted(cluster_rules: Path, count: int) -> Path:
     path = cluster_rules / "wanted.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("# Written by whoever runs the cluster: `make up` and `make scale` in local mode.\n"
-                   "groups:\n  - name: ner-cluster-wanted\n    rules:\n"
-                   f"      - record: ner:worker_instances:wanted\n        expr: vector({int(count)})\n")
+    tmp.write_text(
+        "# Written by whoever runs the cluster: `make up` and `make scale` in local mode.\n"
+        "groups:\n  - name: ner-cluster-wanted\n    rules:\n"
+        f"      - record: ner:worker_instances:wanted\n        expr: vector({int(count)})\n"
+    )
     tmp.replace(path)
     return path
 
@@ -66,8 +88,9 @@ def write_wanted(cluster_rules: Path, count: int) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--data", type=Path, default=Path("/prometheus"),
-                        help="where the target file and the cluster's rules go")
+    parser.add_argument(
+        "--data", type=Path, default=Path("/prometheus"), help="where the target file and the cluster's rules go"
+    )
     args = parser.parse_args(argv)
     env = os.environ
     token = Path(env["NER_PROMETHEUS_TOKEN_FILE"]) if env.get("NER_PROMETHEUS_TOKEN_FILE") else None
@@ -77,13 +100,20 @@ def main(argv: list[str] | None = None) -> int:
     if env.get("NER_WORKERS_WANTED", "").strip():
         write_wanted(cluster_rules, int(env["NER_WORKERS_WANTED"]))
     gateway = env.get("NER_GATEWAY_METRICS", "").strip()
-    args.out.write_text(render(
-        scrape_interval=env.get("NER_PROMETHEUS_SCRAPE_INTERVAL") or "10s",
-        evaluation_interval=env.get("NER_PROMETHEUS_EVALUATION_INTERVAL") or "10s",
-        sd_refresh=env.get("NER_PROMETHEUS_SD_REFRESH") or "5s",
-        consul=env.get("CONSUL_HTTP_ADDR", "consul:8500").removeprefix("http://"),
-        gateway_metrics=gateway, prometheus="127.0.0.1:9090", rules=HERE / "rules",
-        cluster_rules=cluster_rules, targets=args.data / "targets", token_file=token))
+    args.out.write_text(
+        render(
+            scrape_interval=env.get("NER_PROMETHEUS_SCRAPE_INTERVAL") or "10s",
+            evaluation_interval=env.get("NER_PROMETHEUS_EVALUATION_INTERVAL") or "10s",
+            sd_refresh=env.get("NER_PROMETHEUS_SD_REFRESH") or "5s",
+            consul=env.get("CONSUL_HTTP_ADDR", "consul:8500").removeprefix("http://"),
+            gateway_metrics=gateway,
+            prometheus="127.0.0.1:9090",
+            rules=HERE / "rules",
+            cluster_rules=cluster_rules,
+            targets=args.data / "targets",
+            token_file=token,
+        )
+    )
     return 0
 
 

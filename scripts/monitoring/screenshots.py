@@ -6,6 +6,7 @@ chromium-driver, as tests/integration/test_web_page.py drives them) photograph P
 
     .venv/bin/python -m scripts.monitoring.screenshots [--out docs/img]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,18 @@ def browser(width: int, height: int):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 f"--window-size={width},{height}", f"--user-data-dir={tempfile.mkdtemp(prefix='ner-chromium-')}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--window-size={width},{height}",
+        f"--user-data-dir={tempfile.mkdtemp(prefix='ner-chromium-')}",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
 
@@ -67,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="ner-screenshots-"))
     run_dir.chmod(0o755)
-    env = {**os.environ, "NER_PROMETHEUS_SCRAPE_INTERVAL": "1s", "NER_PROMETHEUS_EVALUATION_INTERVAL": "1s",
-           "NER_MONITOR": "1"}
+    env = {
+        **os.environ,
+        "NER_PROMETHEUS_SCRAPE_INTERVAL": "1s",
+        "NER_PROMETHEUS_EVALUATION_INTERVAL": "1s",
+        "NER_MONITOR": "1",
+    }
     config = replace(on_free_ports(load_config(env)), run_dir=run_dir, model_dir=MODEL, drain_seconds=2.0)
     cluster = LocalCluster(config)
     stop = threading.Event()

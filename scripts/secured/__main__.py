@@ -7,6 +7,7 @@ The gateway's rate-limit snippet has its own command: `python3 scripts/secured/r
 Secrets go to 0600 files only; messages name the file and the token's AccessorID (its public
 identifier). Both commands are idempotent: run again, they only create what is missing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,19 +22,23 @@ from scripts.secured.secretfiles import SecretStore, ensure_gossip_key
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.secured",
-                                     description="Consul ACLs and gossip encryption for secured mode")
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.secured", description="Consul ACLs and gossip encryption for secured mode"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     init = sub.add_parser("init", help="bootstrap ACLs and write one token per role into --secrets")
     init.add_argument("--consul", default="127.0.0.1:8500", help="Consul HTTP address")
     init.add_argument("--secrets", type=Path, required=True, help="directory for the token files")
-    init.add_argument("--node", default=None,
-                      help="the agent token's node (default: any node, for several agents)")
+    init.add_argument("--node", default=None, help="the agent token's node (default: any node, for several agents)")
     init.add_argument("--timeout", type=float, default=60.0)
     keygen = sub.add_parser("gossip-key", help="write SECRETS/consul-gossip.json with `consul keygen`")
     keygen.add_argument("--secrets", type=Path, required=True)
-    keygen.add_argument("--consul-bin", type=Path, default=None,
-                        help="consul binary for `consul keygen` (default: consul on PATH, else Python)")
+    keygen.add_argument(
+        "--consul-bin",
+        type=Path,
+        default=None,
+        help="consul binary for `consul keygen` (default: consul on PATH, else Python)",
+    )
     args = parser.parse_args(argv)
     say = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     try:
@@ -41,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             consul_bin = args.consul_bin or (Path(found) if (found := shutil.which("consul")) else None)
             say(f"gossip key in {ensure_gossip_key(SecretStore(args.secrets), consul_bin)}")
         else:
-            setup = ensure_acls(args.consul, SecretStore(args.secrets), node=args.node,
-                                timeout=args.timeout, say=say)
+            setup = ensure_acls(args.consul, SecretStore(args.secrets), node=args.node, timeout=args.timeout, say=say)
             say(f"acl: ready ({', '.join(setup.created) or 'nothing new'})")
     except (AclError, AclNotReady, TimeoutError, ValueError, subprocess.CalledProcessError) as error:
         say(f"error: {error}")

@@ -2,6 +2,7 @@
 
 Every call names its token; nothing is taken from CONSUL_HTTP_TOKEN or proxy variables.
 """
+
 from __future__ import annotations
 
 import time
@@ -53,6 +54,7 @@ class AclClient:
 
     def bootstrap(self) -> dict | None:
         """The bootstrap (management) token, or None when ACLs were bootstrapped before."""
+
         def bootstrapped_before(text: str) -> None:
             if "bootstrap no longer allowed" not in text:
                 raise AclError(f"acl bootstrap: {text[:200]}")
@@ -61,8 +63,7 @@ class AclClient:
 
     def token_self(self, token: str) -> dict | None:
         """The token's own record, or None when Consul does not know it."""
-        return self._call("token self", lambda: self.consul.acl.token.read_self(token=token),
-                          refused=lambda text: None)
+        return self._call("token self", lambda: self.consul.acl.token.read_self(token=token), refused=lambda text: None)
 
     def policies(self, token: str) -> dict[str, dict]:
         """Every policy by name (without rules)."""
@@ -76,22 +77,30 @@ class AclClient:
             raise AclError(f"read policy {policy_id}: not found")
         return policy.get("Rules", "")
 
-    def put_policy(self, token: str, name: str, rules: Rules, description: str,
-                   policy_id: str | None = None) -> dict:
+    def put_policy(self, token: str, name: str, rules: Rules, description: str, policy_id: str | None = None) -> dict:
         """Create the policy, or replace the rules of the one with policy_id."""
         policy = self.consul.acl.policy
         if policy_id is None:
-            return self._call(f"create policy {name}", lambda: policy.create(
-                name, token=token, description=description, rules=rules))
-        return self._call(f"update policy {name}", lambda: policy.update(
-            policy_id, name, token=token, description=description, rules=rules))
+            return self._call(
+                f"create policy {name}", lambda: policy.create(name, token=token, description=description, rules=rules)
+            )
+        return self._call(
+            f"update policy {name}",
+            lambda: policy.update(policy_id, name, token=token, description=description, rules=rules),
+        )
 
     def create_token(self, token: str, description: str, link: dict[str, str]) -> dict:
         """A new global token holding one policy, linked by {"ID": ...} or {"Name": ...}."""
-        return self._call(f"create token {description!r}", lambda: self.consul.acl.token.create(
-            token=token, description=description, local=False,
-            policies_id=[link["ID"]] if "ID" in link else None,
-            policies_name=[link["Name"]] if "Name" in link else None))
+        return self._call(
+            f"create token {description!r}",
+            lambda: self.consul.acl.token.create(
+                token=token,
+                description=description,
+                local=False,
+                policies_id=[link["ID"]] if "ID" in link else None,
+                policies_name=[link["Name"]] if "Name" in link else None,
+            ),
+        )
 
     def set_agent_token(self, token: str, agent_token: str) -> None:
         """acl.tokens.agent at runtime; with enable_token_persistence it survives restarts."""
@@ -99,8 +108,10 @@ class AclClient:
 
     def node_name(self, token: str) -> str:
         """The agent's node name. py-consul's agent.self() sends no token, which default deny refuses."""
-        agent = self._call("agent self", lambda: self.consul.http.get(
-            CB.json(), "/v1/agent/self", headers=self.consul.prepare_headers(token)))
+        agent = self._call(
+            "agent self",
+            lambda: self.consul.http.get(CB.json(), "/v1/agent/self", headers=self.consul.prepare_headers(token)),
+        )
         return agent["Config"]["NodeName"]
 
 

@@ -1,4 +1,5 @@
 """What each role may do in Consul: its policy's name, rules and description, and how a token links to it."""
+
 from __future__ import annotations
 
 import re
@@ -21,8 +22,12 @@ Rules = dict[str, dict[str, dict[str, str]]]
 
 def policy_name(role: str, service: str = SERVICE_NAME) -> str:
     """Consul policy name of a role (operator has none: it holds global-management)."""
-    return {"worker": f"{service}-worker", "gateway": f"{service}-gateway",
-            "agent": f"{service}-agent", "prometheus": f"{service}-prometheus"}[role]
+    return {
+        "worker": f"{service}-worker",
+        "gateway": f"{service}-gateway",
+        "agent": f"{service}-agent",
+        "prometheus": f"{service}-prometheus",
+    }[role]
 
 
 def policy_link(role: str, service: str = SERVICE_NAME) -> dict[str, str]:

@@ -1,4 +1,5 @@
 """The whole ACL set-up, idempotent: bootstrap once, then every role's policy and token exist and work."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,14 @@ class AclSetup:
     accessors: dict[str, str]
 
 
-def ensure_acls(consul: str, store: SecretStore, service: str = SERVICE_NAME, node: str | None = "",
-                timeout: float = 30.0, say: Callable[[str], None] = lambda message: None) -> AclSetup:
+def ensure_acls(
+    consul: str,
+    store: SecretStore,
+    service: str = SERVICE_NAME,
+    node: str | None = "",
+    timeout: float = 30.0,
+    say: Callable[[str], None] = lambda message: None,
+) -> AclSetup:
     """Bootstrap once, then make sure every role's policy and token exist and work.
 
     node: "" = the agent's own node name (asked from Consul), None = any node (node_prefix "").
@@ -71,8 +78,9 @@ def ensure_acls(consul: str, store: SecretStore, service: str = SERVICE_NAME, no
     return AclSetup(bootstrapped=bootstrapped, created=created, accessors=accessors)
 
 
-def _management_token(client: AclClient, store: SecretStore, timeout: float,
-                      say: Callable[[str], None]) -> tuple[str, bool]:
+def _management_token(
+    client: AclClient, store: SecretStore, timeout: float, say: Callable[[str], None]
+) -> tuple[str, bool]:
     """The stored bootstrap token if Consul knows it, else a new one from bootstrapping; and whether it is new."""
     management = store.token("bootstrap")
     if management and retry(lambda: client.token_self(management), timeout) is not None:
@@ -81,12 +89,13 @@ def _management_token(client: AclClient, store: SecretStore, timeout: float,
         say("acl: the stored bootstrap token is unknown to Consul (its data was reset): bootstrapping again")
     record = retry(client.bootstrap, timeout)
     if record is None:
-        raise AclError(f"Consul's ACLs were bootstrapped already, but {store.file('bootstrap.token')} "
-                       "is missing or invalid: stop the cluster and remove its consul-data directory, "
-                       "or follow Consul's bootstrap reset procedure (docs/SECURITY.md)")
+        raise AclError(
+            f"Consul's ACLs were bootstrapped already, but {store.file('bootstrap.token')} "
+            "is missing or invalid: stop the cluster and remove its consul-data directory, "
+            "or follow Consul's bootstrap reset procedure (docs/SECURITY.md)"
+        )
     store.write("bootstrap.token", record["SecretID"])
-    say(f"acl: bootstrapped; management token in {store.file('bootstrap.token')} "
-        f"(accessor {record['AccessorID']})")
+    say(f"acl: bootstrapped; management token in {store.file('bootstrap.token')} (accessor {record['AccessorID']})")
     return record["SecretID"], True
 
 

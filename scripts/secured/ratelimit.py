@@ -4,6 +4,7 @@ Standard library only, so the gateway image runs this file as it is (mounted, no
 
     python3 ratelimit.py limits --out FILE      # secure-mode defaults unless the variables say otherwise
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,19 +52,22 @@ def limits_snippet(limit: RateLimit, mode: str) -> str | None:
         return None
     if not RATE_RE.fullmatch(limit.rate) or limit.burst < 0:
         raise ValueError(f"bad rate limit {limit}")
-    return (f"# Written by scripts/secured/ratelimit.py ({mode} mode); see docs/SECURITY.md.\n"
-            f"# Per client address: {limit.rate}, bursts of {limit.burst} answered at once,\n"
-            "# beyond that 429 (JSON, Retry-After) until the client slows down.\n"
-            f"limit_req_zone $ner_rate_key zone=ner_per_client:10m rate={limit.rate};\n"
-            f"limit_req zone=ner_per_client burst={limit.burst} nodelay;\n")
+    return (
+        f"# Written by scripts/secured/ratelimit.py ({mode} mode); see docs/SECURITY.md.\n"
+        f"# Per client address: {limit.rate}, bursts of {limit.burst} answered at once,\n"
+        "# beyond that 429 (JSON, Retry-After) until the client slows down.\n"
+        f"limit_req_zone $ner_rate_key zone=ner_per_client:10m rate={limit.rate};\n"
+        f"limit_req zone=ner_per_client burst={limit.burst} nodelay;\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """`limits --out FILE`: the secured gateway's snippet, or no file when the limit is off."""
     parser = argparse.ArgumentParser(description="the gateway's per-client rate-limit snippet")
     sub = parser.add_subparsers(dest="command", required=True)
-    limits = sub.add_parser("limits", help="write the snippet (secure defaults) from NER_GATEWAY_RATE / "
-                                           "NER_GATEWAY_BURST")
+    limits = sub.add_parser(
+        "limits", help="write the snippet (secure defaults) from NER_GATEWAY_RATE / NER_GATEWAY_BURST"
+    )
     limits.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     try:

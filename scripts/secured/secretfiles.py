@@ -1,4 +1,5 @@
 """Secrets on disk: 0600 files in a 0700 directory, never logged or printed; the gossip key is one of them."""
+
 from __future__ import annotations
 
 import base64
@@ -82,8 +83,9 @@ def ensure_gossip_key(store: SecretStore, consul_bin: Path | None) -> Path:
     if consul_bin is None:
         key = base64.b64encode(secrets.token_bytes(32)).decode()
     else:
-        key = subprocess.run([str(consul_bin), "keygen"], capture_output=True, text=True, timeout=30,
-                             check=True).stdout.strip()
+        key = subprocess.run(
+            [str(consul_bin), "keygen"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
     if not re.fullmatch(r"[A-Za-z0-9+/]{43}=|[A-Za-z0-9+/]{22}==", key):
         raise RuntimeError("consul keygen returned something that is not a gossip key")
     return store.write(GOSSIP_CONFIG, json.dumps({"encrypt": key}))

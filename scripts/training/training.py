@@ -159,14 +159,18 @@ def train(
             average.swap()  # score, and keep if best, the averaged weights
         f1 = dev_f1(tagger, dev_set, labels)
         minutes = (time.monotonic() - started) / 60
-        history.epochs.append({"epoch": epoch, "loss": round(total / count, 4), "dev_f1": round(f1, 4), "minutes": round(minutes, 2)})
+        history.epochs.append(
+            {"epoch": epoch, "loss": round(total / count, 4), "dev_f1": round(f1, 4), "minutes": round(minutes, 2)}
+        )
         improved = f1 > history.best_dev_f1
         if improved:
             history.best_epoch, history.best_dev_f1 = epoch, f1
             best_state = copy.deepcopy(tagger.model.state_dict())
         if average is not None:
             average.swap()
-        say(f"epoch {epoch}: loss {total / count:.4f}, dev F1 {f1:.4f}{' (best)' if improved else ''}, {minutes:.1f} min")
+        say(
+            f"epoch {epoch}: loss {total / count:.4f}, dev F1 {f1:.4f}{' (best)' if improved else ''}, {minutes:.1f} min"
+        )
         if epoch - history.best_epoch >= settings.patience:
             history.stopped_by = "patience"
             break

@@ -1,4 +1,5 @@
 """The compose project under test: environment, docker-compose calls, and what Consul and podman report."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,9 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 IMAGE_TAG = "compose-test"
 
 
-def build_environment(docker_host: str, conf: Path, project: str, gateway_port: int,
-                      consul_port: int) -> dict[str, str]:
+def build_environment(
+    docker_host: str, conf: Path, project: str, gateway_port: int, consul_port: int
+) -> dict[str, str]:
     """Variables the compose file reads: stand-in bases, an offline build, loopback-only ports."""
     return {
         **os.environ,
@@ -75,8 +77,14 @@ class ComposeProject:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def service_logs(self, service: str) -> str:
-        result = subprocess.run(self._compose_argv("logs", "--no-color", service),
-                                env=self.env, capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+        result = subprocess.run(
+            self._compose_argv("logs", "--no-color", service),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO_ROOT,
+        )
         return result.stdout + result.stderr
 
     # ---- what podman has for this project ---------------------------------------------------
@@ -102,8 +110,11 @@ class ComposeProject:
 
     def volume_path(self, volume: str) -> Path:
         """Where one of the project's named volumes lives on the host (podman runs as root here)."""
-        return Path(podman(self.conf, "volume", "inspect", "--format", "{{.Mountpoint}}",
-                           f"{self.name}_{volume}").stdout.strip())
+        return Path(
+            podman(
+                self.conf, "volume", "inspect", "--format", "{{.Mountpoint}}", f"{self.name}_{volume}"
+            ).stdout.strip()
+        )
 
     def volume_file(self, volume: str, name: str) -> str:
         return (self.volume_path(volume) / name).read_text()
@@ -134,14 +145,19 @@ class ComposeProject:
 
     def passing(self) -> dict[str, str]:
         """Service ID -> address of the passing ner-worker instances."""
-        entries = requests.get(f"{self.consul_url}/v1/health/service/ner-worker", params={"passing": "1"},
-                               headers=self._consul_headers(), timeout=5).json()
+        entries = requests.get(
+            f"{self.consul_url}/v1/health/service/ner-worker",
+            params={"passing": "1"},
+            headers=self._consul_headers(),
+            timeout=5,
+        ).json()
         return {e["Service"]["ID"]: e["Service"]["Address"] for e in entries}
 
     def catalog_ids(self) -> set[str]:
         """Every ner-worker instance the catalog holds, whatever its health."""
-        entries = requests.get(f"{self.consul_url}/v1/catalog/service/ner-worker", headers=self._consul_headers(),
-                               timeout=5).json()
+        entries = requests.get(
+            f"{self.consul_url}/v1/catalog/service/ner-worker", headers=self._consul_headers(), timeout=5
+        ).json()
         return {e["ServiceID"] for e in entries}
 
     def _consul_headers(self) -> dict[str, str]:
@@ -149,9 +165,12 @@ class ComposeProject:
 
     def wait_gateway_serving(self, payload: dict) -> float:
         """Until the gateway has rendered the passing workers into its upstream and answers 200."""
-        return wait_until(lambda: requests.post(f"{self.gateway_url}/v1/ner", json=payload, timeout=5).ok, 60,
-                          describe="the gateway serving",
-                          on_timeout=lambda: self.service_logs("gateway")[-4000:])
+        return wait_until(
+            lambda: requests.post(f"{self.gateway_url}/v1/ner", json=payload, timeout=5).ok,
+            60,
+            describe="the gateway serving",
+            on_timeout=lambda: self.service_logs("gateway")[-4000:],
+        )
 
     def scale_in_under(self, loop: RequestLoop, workers: int) -> float:
         """Scale the workers down while `loop` sends; seconds `up --scale` took. The loop is stopped
@@ -160,8 +179,11 @@ class ComposeProject:
         try:
             time.sleep(1.0)
             took = self.compose("up", "-d", "--no-build", "--scale", f"worker={workers}", timeout=300)
-            wait_until(lambda: len(self.passing()) == workers and len(self.catalog_ids()) == workers, 60,
-                       describe=f"{workers} worker(s) left in Consul")
+            wait_until(
+                lambda: len(self.passing()) == workers and len(self.catalog_ids()) == workers,
+                60,
+                describe=f"{workers} worker(s) left in Consul",
+            )
             settled_at = time.monotonic()
             time.sleep(1.0)
         finally:

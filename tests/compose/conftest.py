@@ -1,4 +1,5 @@
 """Compose tests run only when asked (`make test-compose`): they build images and take minutes."""
+
 from __future__ import annotations
 
 from typing import Iterator

@@ -1,4 +1,5 @@
 """The container engine every compose test shares: podman's API, stand-in bases, and the built images."""
+
 from __future__ import annotations
 
 import os
@@ -25,17 +26,50 @@ def fill_wheelhouse(conf: Path, log: Path) -> float:
     started = time.monotonic()
     wheels = REPO_ROOT / "wheels"
     result = podman_tools.run_logged(
-        [str(REPO_ROOT / ".venv/bin/pip"), "download", "-q", "--disable-pip-version-check", "-d", str(wheels),
-         "-r", str(REPO_ROOT / "requirements.txt"), "-c", str(REPO_ROOT / "requirements.lock")],
-        dict(os.environ), log, 900)
+        [
+            str(REPO_ROOT / ".venv/bin/pip"),
+            "download",
+            "-q",
+            "--disable-pip-version-check",
+            "-d",
+            str(wheels),
+            "-r",
+            str(REPO_ROOT / "requirements.txt"),
+            "-c",
+            str(REPO_ROOT / "requirements.lock"),
+        ],
+        dict(os.environ),
+        log,
+        900,
+    )
     assert result.returncode == 0, f"pip download failed; see {log}"
-    top_up = ("python3 -m venv /tmp/venv && /tmp/venv/bin/pip download -q --disable-pip-version-check "
-              "--find-links /wheels -d /wheels -r /req/requirements.txt -c /req/requirements.lock")
+    top_up = (
+        "python3 -m venv /tmp/venv && /tmp/venv/bin/pip download -q --disable-pip-version-check "
+        "--find-links /wheels -d /wheels -r /req/requirements.txt -c /req/requirements.lock"
+    )
     result = podman_tools.run_logged(
-        ["podman", "run", "--rm", "-v", f"{wheels}:/wheels", "-v", f"{REPO_ROOT}:/req:ro",
-         # This machine's CA bundle: HTTPS to PyPI may pass a proxy whose CA only the host trusts.
-         "-v", f"{HOST_CA_BUNDLE}:/etc/ssl/certs/host-ca.crt:ro", "-e", "PIP_CERT=/etc/ssl/certs/host-ca.crt",
-         STANDINS["python"].tag, "sh", "-c", top_up], podman_tools.podman_env(conf), log, 900)
+        [
+            "podman",
+            "run",
+            "--rm",
+            "-v",
+            f"{wheels}:/wheels",
+            "-v",
+            f"{REPO_ROOT}:/req:ro",
+            # This machine's CA bundle: HTTPS to PyPI may pass a proxy whose CA only the host trusts.
+            "-v",
+            f"{HOST_CA_BUNDLE}:/etc/ssl/certs/host-ca.crt:ro",
+            "-e",
+            "PIP_CERT=/etc/ssl/certs/host-ca.crt",
+            STANDINS["python"].tag,
+            "sh",
+            "-c",
+            top_up,
+        ],
+        podman_tools.podman_env(conf),
+        log,
+        900,
+    )
     assert result.returncode == 0, f"pip download in the base image failed; see {log}"
     return time.monotonic() - started
 
@@ -49,11 +83,17 @@ class ComposeEngine:
 
     def project(self, label: str, files: tuple[Path, ...] = (COMPOSE_FILE,)) -> ComposeProject:
         """A compose project of its own (name, loopback ports, log file) over the given files."""
-        env = build_environment(self.service.docker_host, self.conf, f"ner{label}{os.getpid()}",
-                                free_port(), free_port())
-        return ComposeProject(env=env, conf=self.conf, log=ARTIFACTS / f"compose-{label}.log",
-                              gateway_port=int(env["NER_GATEWAY_PORT"]),
-                              consul_port=int(env["NER_CONSUL_UI_PORT"]), files=files)
+        env = build_environment(
+            self.service.docker_host, self.conf, f"ner{label}{os.getpid()}", free_port(), free_port()
+        )
+        return ComposeProject(
+            env=env,
+            conf=self.conf,
+            log=ARTIFACTS / f"compose-{label}.log",
+            gateway_port=int(env["NER_GATEWAY_PORT"]),
+            consul_port=int(env["NER_CONSUL_UI_PORT"]),
+            files=files,
+        )
 
     @contextmanager
     def running(self, label: str, files: tuple[Path, ...] = (COMPOSE_FILE,)) -> Iterator[ComposeProject]:

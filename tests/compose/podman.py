@@ -1,4 +1,5 @@
 """podman as a Docker engine for tests: runc + cgroupfs config, the API socket, and CLI calls."""
+
 from __future__ import annotations
 
 import os
@@ -43,11 +44,13 @@ def podman_env(conf: Path) -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": str(conf)}
 
 
-def podman(conf: Path, *args: str, timeout: float = 120, check: bool = True,
-           input_bytes: bytes | None = None) -> subprocess.CompletedProcess:
+def podman(
+    conf: Path, *args: str, timeout: float = 120, check: bool = True, input_bytes: bytes | None = None
+) -> subprocess.CompletedProcess:
     """Run one podman command with the test configuration; output captured as text."""
-    result = subprocess.run(["podman", *args], env=podman_env(conf), capture_output=True,
-                            timeout=timeout, input=input_bytes)
+    result = subprocess.run(
+        ["podman", *args], env=podman_env(conf), capture_output=True, timeout=timeout, input=input_bytes
+    )
     stdout, stderr = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
     completed = subprocess.CompletedProcess(result.args, result.returncode, stdout, stderr)
     if check and result.returncode != 0:
@@ -81,24 +84,27 @@ def start_api_service(conf: Path, workdir: Path) -> ApiService:
     process = ManagedProcess(
         name="podman-service",
         argv=["podman", "system", "service", "--time=0", f"unix://{socket_path}"],
-        log_path=workdir / "podman-service.log", env=podman_env(conf)).start()
+        log_path=workdir / "podman-service.log",
+        env=podman_env(conf),
+    ).start()
     service = ApiService(process=process, socket_path=socket_path)
 
     def pinged() -> bool:
-        result = subprocess.run(["curl", "-sf", "--unix-socket", str(socket_path), "http://d/_ping"],
-                                capture_output=True, timeout=5)
+        result = subprocess.run(
+            ["curl", "-sf", "--unix-socket", str(socket_path), "http://d/_ping"], capture_output=True, timeout=5
+        )
         return result.returncode == 0
 
     wait_until(pinged, 30, describe="podman API socket", on_timeout=process.log_tail)
     return service
 
 
-def run_logged(argv: Sequence[str], env: dict[str, str], log: Path, timeout: float,
-               cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_logged(
+    argv: Sequence[str], env: dict[str, str], log: Path, timeout: float, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run a long command (image build, compose) with its output appended to a log file."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         out.write(f"\n$ {' '.join(argv)}\n".encode())
         out.flush()
-        return subprocess.run(list(argv), env=env, stdout=out, stderr=subprocess.STDOUT,
-                              timeout=timeout, cwd=cwd)
+        return subprocess.run(list(argv), env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, cwd=cwd)

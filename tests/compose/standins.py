@@ -5,6 +5,7 @@ replaced by Debian 12 root filesystems with the same programs at the same paths,
 into podman under `localhost/ner-standin/...` tags and passed to the builds as build
 arguments. An image that already exists under its tag is reused.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -45,15 +46,22 @@ def _install_consul(rootfs: Path) -> None:
 
 PATH_ENV = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STANDINS = {
-    "python": StandIn("localhost/ner-standin/python:3.11-slim",
-                      ("python3", "python3-venv", "ca-certificates"),
-                      (PATH_ENV, "ENV LANG=C.UTF-8", 'CMD ["python3"]')),
-    "nginx": StandIn("localhost/ner-standin/nginx:bookworm",
-                     ("nginx", "python3", "python3-requests", "ca-certificates"),
-                     (PATH_ENV, "EXPOSE 80", 'CMD ["nginx", "-g", "daemon off;"]')),
-    "consul": StandIn("localhost/ner-standin/consul:1.8.7", ("ca-certificates",),
-                      (PATH_ENV, "EXPOSE 8500", 'ENTRYPOINT ["consul"]', 'CMD ["version"]'),
-                      _install_consul),
+    "python": StandIn(
+        "localhost/ner-standin/python:3.11-slim",
+        ("python3", "python3-venv", "ca-certificates"),
+        (PATH_ENV, "ENV LANG=C.UTF-8", 'CMD ["python3"]'),
+    ),
+    "nginx": StandIn(
+        "localhost/ner-standin/nginx:bookworm",
+        ("nginx", "python3", "python3-requests", "ca-certificates"),
+        (PATH_ENV, "EXPOSE 80", 'CMD ["nginx", "-g", "daemon off;"]'),
+    ),
+    "consul": StandIn(
+        "localhost/ner-standin/consul:1.8.7",
+        ("ca-certificates",),
+        (PATH_ENV, "EXPOSE 8500", 'ENTRYPOINT ["consul"]', 'CMD ["version"]'),
+        _install_consul,
+    ),
 }
 
 
@@ -62,18 +70,26 @@ def build_standin(conf: Path, standin: StandIn, log: Path) -> float:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ner-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        argv = ["debootstrap", "--variant=minbase", f"--include={','.join(standin.packages)}",
-                "bookworm", str(rootfs), MIRROR]
+        argv = [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(standin.packages)}",
+            "bookworm",
+            str(rootfs),
+            MIRROR,
+        ]
         with open(log, "ab") as out:
             subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=True, timeout=900)
         if standin.finish:
             standin.finish(rootfs)
-        subprocess.run(["rm", "-rf", str(rootfs / "var/cache/apt/archives"), str(rootfs / "var/lib/apt/lists")],
-                       check=True)
+        subprocess.run(
+            ["rm", "-rf", str(rootfs / "var/cache/apt/archives"), str(rootfs / "var/lib/apt/lists")], check=True
+        )
         (rootfs / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
         (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
-        tar = subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
-                             capture_output=True, check=True, timeout=600).stdout
+        tar = subprocess.run(
+            ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], capture_output=True, check=True, timeout=600
+        ).stdout
         change_args = [arg for change in standin.changes for arg in ("--change", change)]
         podman(conf, "import", *change_args, "-", standin.tag, input_bytes=tar, timeout=600)
     return time.monotonic() - started
@@ -95,5 +111,6 @@ if __name__ == "__main__":
     import sys
 
     from tests.compose.podman import write_containers_conf
+
     work = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/ner-standins")
     print(ensure_standins(write_containers_conf(work), work / "debootstrap.log"))

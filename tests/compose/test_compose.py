@@ -3,6 +3,7 @@
 Runs the repository's compose file with Debian's docker-compose against podman's Docker API;
 base images are local stand-ins (tests/compose/standins.py). `make test-compose` runs it.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,8 +29,13 @@ def project(engine: ComposeEngine) -> Iterator[ComposeProject]:
 def test_scale_out_to_three_registers_three_distinct_instances(project: ComposeProject, record_figure) -> None:
     started = time.monotonic()
     project.compose("up", "-d", "--no-build", "--scale", "worker=3", timeout=900)
-    took = wait_until(lambda: len(project.passing()) == 3, 420, interval=1.0, describe="3 passing workers",
-                      on_timeout=lambda: project.log_tail() + project.service_logs("worker")[-4000:])
+    took = wait_until(
+        lambda: len(project.passing()) == 3,
+        420,
+        interval=1.0,
+        describe="3 passing workers",
+        on_timeout=lambda: project.log_tail() + project.service_logs("worker")[-4000:],
+    )
     record_figure("compose_up_3_workers_passing_s", time.monotonic() - started)
     print(f"3 workers passing {took:.1f}s after `up` returned")
 
@@ -43,8 +49,9 @@ def test_scale_out_to_three_registers_three_distinct_instances(project: ComposeP
     project.wait_gateway_serving(PAYLOAD)
     seen = set()
     for _ in range(60):
-        response = requests.post(f"{project.gateway_url}/v1/ner", json=PAYLOAD, timeout=10,
-                                 headers={"Connection": "close"})
+        response = requests.post(
+            f"{project.gateway_url}/v1/ner", json=PAYLOAD, timeout=10, headers={"Connection": "close"}
+        )
         assert response.status_code == 200, response.text
         seen.add(response.headers["X-Worker-Id"])
         if seen == set(passing):
@@ -55,8 +62,10 @@ def test_scale_out_to_three_registers_three_distinct_instances(project: ComposeP
 def test_gateway_says_which_renderer_it_runs(project: ComposeProject) -> None:
     logs = project.service_logs("gateway")
     if "consul-template not found" in logs:
-        print("gateway: consul-template is not in the image (HashiCorp's release site is not reachable "
-              "here); it runs the project renderer upstream_renderer")
+        print(
+            "gateway: consul-template is not in the image (HashiCorp's release site is not reachable "
+            "here); it runs the project renderer upstream_renderer"
+        )
         assert "project renderer" in logs
     else:
         assert "renderer: consul-template" in logs
@@ -88,8 +97,11 @@ def test_down_leaves_no_containers_networks_or_consul_entries(project: ComposePr
     assert project.networks() == []
     # Consul's state is in its volume, which `down` keeps: start Consul alone on it and look.
     project.compose("up", "-d", "--no-build", "consul", timeout=300)
-    wait_until(lambda: requests.get(f"{project.consul_url}/v1/status/leader", timeout=2).json(), 60,
-               describe="consul back on its old state")
+    wait_until(
+        lambda: requests.get(f"{project.consul_url}/v1/status/leader", timeout=2).json(),
+        60,
+        describe="consul back on its old state",
+    )
     assert project.catalog_ids() == set()
     project.compose("down", "-v", "-t", "10", timeout=300)
     assert project.containers(running=False) == []

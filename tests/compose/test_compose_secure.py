@@ -4,6 +4,7 @@ The secured form runs on top of docker-compose.yml, as docs/SECURITY.md tells op
 it. The one-shots generate the gossip key and the tokens into volumes at the first `up`; the
 tests read the operator token from its volume, as an operator would with `docker compose run`.
 """
+
 from __future__ import annotations
 
 import stat
@@ -33,15 +34,21 @@ def secured(engine: ComposeEngine, record_figure) -> Iterator[ComposeProject]:
         started = time.monotonic()
         project.compose("up", "-d", "--no-build", "--scale", "worker=2", timeout=900)
         project.token = project.volume_file("secrets", "operator.token").strip()
-        wait_until(lambda: len(project.passing()) == 2, 420, interval=1.0, describe="2 passing workers",
-                   on_timeout=lambda: project.log_tail() + project.service_logs("worker")[-4000:])
+        wait_until(
+            lambda: len(project.passing()) == 2,
+            420,
+            interval=1.0,
+            describe="2 passing workers",
+            on_timeout=lambda: project.log_tail() + project.service_logs("worker")[-4000:],
+        )
         record_figure("compose_secure_up_2_workers_passing_s", time.monotonic() - started)
         project.wait_gateway_serving(PAYLOAD)  # the renderer picks passing workers up within its quiet period
         yield project
 
 
-def consul(project: ComposeProject, method: str, path: str, token: str | None = None,
-           body: object = None) -> requests.Response:
+def consul(
+    project: ComposeProject, method: str, path: str, token: str | None = None, body: object = None
+) -> requests.Response:
     headers = {"X-Consul-Token": token} if token else {}
     return requests.request(method, project.consul_url + path, headers=headers, json=body, timeout=5)
 
@@ -62,8 +69,7 @@ def test_anonymous_or_wrong_tokens_can_neither_register_deregister_nor_read(secu
     for token in (None, str(uuid.uuid4()), gateway_token):
         assert consul(secured, "PUT", "/v1/agent/service/register", token, definition).status_code == 403
         assert consul(secured, "PUT", f"/v1/agent/service/deregister/{victim}", token).status_code == 403
-        assert consul(secured, "PUT", f"/v1/agent/service/maintenance/{victim}?enable=true",
-                      token).status_code == 403
+        assert consul(secured, "PUT", f"/v1/agent/service/maintenance/{victim}?enable=true", token).status_code == 403
         listing = consul(secured, "GET", "/v1/acl/tokens", token)
         assert listing.status_code == 403 and "SecretID" not in listing.text
     assert consul(secured, "GET", "/v1/health/service/ner-worker").json() == []  # anonymous sees nothing
@@ -79,16 +85,20 @@ def test_secrets_are_0600_files_and_appear_in_no_container_log(secured: ComposeP
     logs = {service: secured.service_logs(service) for service in SERVICES}
     logs["compose"] = secured.log.read_text(errors="replace")
     assert "Gossip: true" in logs["consul"]
-    leaks = [(secret, where) for secret, value in secrets.items() for where, text in logs.items()
-             if value in text or value.replace("-", "") in text]
+    leaks = [
+        (secret, where)
+        for secret, value in secrets.items()
+        for where, text in logs.items()
+        if value in text or value.replace("-", "") in text
+    ]
     assert leaks == []
 
 
-def test_scale_in_drains_with_the_worker_token_and_no_failed_request(secured: ComposeProject,
-                                                                      record_figure) -> None:
+def test_scale_in_drains_with_the_worker_token_and_no_failed_request(secured: ComposeProject, record_figure) -> None:
     before = secured.passing()
-    loop = RequestLoop(f"{secured.gateway_url}/v1/ner", PAYLOAD, max_requests=2000, max_seconds=120,
-                       interval=0.1)  # 10 r/s: under the gateway's 20 r/s per client
+    loop = RequestLoop(
+        f"{secured.gateway_url}/v1/ner", PAYLOAD, max_requests=2000, max_seconds=120, interval=0.1
+    )  # 10 r/s: under the gateway's 20 r/s per client
     took = secured.scale_in_under(loop, workers=1)
     record_figure("compose_secure_scale_2_to_1_s", took)
     record_figure("compose_secure_scale_in_requests", len(loop.outcomes))

@@ -1,4 +1,5 @@
 """A real local cluster (Consul, gunicorn workers, renderer, nginx) shared by the cluster tests."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,7 @@ DEFAULT_MODEL = REPO_ROOT / "models" / "raner-msra-lstm"
 
 def cluster_config(run_dir: Path):
     """The default model and a short drain, on ports of its own."""
-    return replace(on_free_ports(load_config(os.environ)), run_dir=run_dir, model_dir=DEFAULT_MODEL,
-                   drain_seconds=2.0)
+    return replace(on_free_ports(load_config(os.environ)), run_dir=run_dir, model_dir=DEFAULT_MODEL, drain_seconds=2.0)
 
 
 def world_readable_dir(prefix: str) -> Path:

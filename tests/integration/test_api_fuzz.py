@@ -1,4 +1,5 @@
 """Requests generated from the published OpenAPI document never get a 5xx or break the worker."""
+
 from __future__ import annotations
 
 import requests

@@ -3,6 +3,7 @@
 kill -9, SIGTERM, zero workers and Consul restarts with fresh connections are in
 test_cluster_discovery.py; bench/chaos.py runs the long versions with figures.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -30,8 +31,14 @@ _SERIAL = itertools.count()
 def slow_batch() -> dict:
     """About a second of inference on the generated model; texts never seen before, so no cache answers."""
     n = next(_SERIAL)
-    return {"texts": [f"{n}-{i}：" + "新华社北京电，国务院总理李强在人民大会堂会见了联合国秘书长古特雷斯。" * 40
-                      for i in range(16)]}
+    return {
+        "texts": [
+            f"{n}-{i}：" + "新华社北京电，国务院总理李强在人民大会堂会见了联合国秘书长古特雷斯。" * 40
+            for i in range(16)
+        ]
+    }
+
+
 DEADLINE_S = 10.0
 # Slow batches sent at once to one worker: enough that a new request cannot start within the
 # worker's queue deadline (NER_QUEUE_DEADLINE_MS, 500 ms), so it is refused.
@@ -63,8 +70,9 @@ def busy(worker: Proc, holders: int) -> Iterator[list[int]]:
 
     def hold() -> None:
         while not stop.is_set():
-            statuses.append(requests.post(f"http://127.0.0.1:{worker.port}/v1/ner", json=slow_batch(),
-                                          timeout=60).status_code)
+            statuses.append(
+                requests.post(f"http://127.0.0.1:{worker.port}/v1/ner", json=slow_batch(), timeout=60).status_code
+            )
 
     threads = [threading.Thread(target=hold, daemon=True) for _ in range(holders)]
     for thread in threads:
@@ -93,8 +101,9 @@ def test_a_hung_worker_leaves_the_upstream_once_its_checks_time_out(two_workers,
     victim = list(two_workers.workers().values())[-1]
     os.killpg(victim.pid, signal.SIGSTOP)
     try:
-        out = wait_for(lambda: not in_upstream(two_workers, victim.port), 15, "hung worker out of upstream",
-                       interval=0.02)
+        out = wait_for(
+            lambda: not in_upstream(two_workers, victim.port), 15, "hung worker out of upstream", interval=0.02
+        )
     finally:
         os.killpg(victim.pid, signal.SIGKILL)
         os.killpg(victim.pid, signal.SIGCONT)
@@ -105,8 +114,9 @@ def test_a_hung_worker_leaves_the_upstream_once_its_checks_time_out(two_workers,
 
 def test_kill_9_fails_no_request_of_a_keep_alive_client_that_resends_on_a_reset_connection(two_workers):
     victim = list(two_workers.workers().values())[-1]
-    load = PacedLoad(f"{two_workers.config.gateway_url}/v1/ner", rate=40, threads=2,
-                     kinds=("retrying",), max_seconds=20).start()
+    load = PacedLoad(
+        f"{two_workers.config.gateway_url}/v1/ner", rate=40, threads=2, kinds=("retrying",), max_seconds=20
+    ).start()
     wait_outcomes(load.records, 40)
     os.killpg(victim.pid, signal.SIGKILL)
     wait_for(lambda: not in_upstream(two_workers, victim.port), 5, "killed worker out of upstream")
@@ -120,16 +130,29 @@ def test_a_worker_that_refuses_inference_reports_429_on_health_and_turns_warning
     worker = list(two_workers.workers().values())[0]
     url = f"http://127.0.0.1:{worker.port}"
     with busy(worker, holders=OVERLOADING_HOLDERS):
-        wait_for(lambda: requests.post(f"{url}/v1/ner", json=TEXT, timeout=5).status_code == 429, 10,
-                 "a 429 from the busy worker", interval=0.05)
+        wait_for(
+            lambda: requests.post(f"{url}/v1/ner", json=TEXT, timeout=5).status_code == 429,
+            10,
+            "a 429 from the busy worker",
+            interval=0.05,
+        )
         # Health turns 429 only once refusals are sustained (several whole seconds of them).
-        wait_for(lambda: (requests.post(f"{url}/v1/ner", json=TEXT, timeout=5).status_code == 429
-                          and requests.get(f"{url}/health", timeout=5).status_code == 429), 15,
-                 "health reporting the sustained refusals", interval=0.05)
+        wait_for(
+            lambda: (
+                requests.post(f"{url}/v1/ner", json=TEXT, timeout=5).status_code == 429
+                and requests.get(f"{url}/health", timeout=5).status_code == 429
+            ),
+            15,
+            "health reporting the sustained refusals",
+            interval=0.05,
+        )
         health = requests.get(f"{url}/health", timeout=5)
         wait_for(lambda: consul_status(two_workers, worker.port) == "warning", 5, "Consul warning")
-        wait_for(lambda: "weight=1 " in (two_workers.nginx_dir() / "upstream.conf").read_text(), 5,
-                 "lower weight in the upstream")
+        wait_for(
+            lambda: "weight=1 " in (two_workers.nginx_dir() / "upstream.conf").read_text(),
+            5,
+            "lower weight in the upstream",
+        )
     assert health.status_code == 429
     assert set(health.json()) == {"title", "description"}
     wait_for(lambda: consul_status(two_workers, worker.port) == "passing", 10, "passing again")
@@ -140,10 +163,15 @@ def test_the_gateway_retries_a_429_on_another_worker_before_the_client_sees_it(t
     log = two_workers.nginx_dir() / "access.log"
     start = log.stat().st_size
     with busy(worker, holders=OVERLOADING_HOLDERS):
-        wait_for(lambda: requests.post(f"http://127.0.0.1:{worker.port}/v1/ner", json=TEXT,
-                                       timeout=5).status_code == 429, 10, "the worker to be full")
-        statuses = [requests.post(f"{two_workers.config.gateway_url}/v1/ner", json=TEXT, timeout=10).status_code
-                    for _ in range(20)]
+        wait_for(
+            lambda: requests.post(f"http://127.0.0.1:{worker.port}/v1/ner", json=TEXT, timeout=5).status_code == 429,
+            10,
+            "the worker to be full",
+        )
+        statuses = [
+            requests.post(f"{two_workers.config.gateway_url}/v1/ner", json=TEXT, timeout=10).status_code
+            for _ in range(20)
+        ]
     with open(log, "rb") as out:
         out.seek(start)
         upstream_statuses = [json.loads(line)["upstream_status"] for line in out.read().splitlines()]

@@ -1,4 +1,5 @@
 """Workers join and leave the gateway through Consul, live, and clients see no failures."""
+
 from __future__ import annotations
 
 import os
@@ -72,8 +73,7 @@ def test_a_new_worker_serves_through_the_gateway_within_5s_of_becoming_healthy(t
 def test_sigterm_drains_a_worker_with_zero_failed_requests(two_workers, record_figure):
     victim = list(two_workers.workers().values())[0]
     victim_id = instance_on_port(two_workers, victim.port)["ID"]
-    loop = RequestLoop(f"{two_workers.config.gateway_url}/v1/ner", TEXT, max_requests=3000,
-                       max_seconds=40).start()
+    loop = RequestLoop(f"{two_workers.config.gateway_url}/v1/ner", TEXT, max_requests=3000, max_seconds=40).start()
     wait_outcomes(loop.outcomes, SETTLE_OUTCOMES)
     signalled = time.monotonic()
     os.kill(victim.pid, signal.SIGTERM)
@@ -99,12 +99,12 @@ def two_workers_agent_services(cluster: LocalCluster) -> set[str]:
 
 def test_kill_9_removes_a_worker_within_5s_with_zero_failed_requests(two_workers, record_figure):
     victim = list(two_workers.workers().values())[-1]
-    loop = RequestLoop(f"{two_workers.config.gateway_url}/v1/ner", TEXT, max_requests=3000,
-                       max_seconds=30).start()
+    loop = RequestLoop(f"{two_workers.config.gateway_url}/v1/ner", TEXT, max_requests=3000, max_seconds=30).start()
     wait_outcomes(loop.outcomes, SETTLE_OUTCOMES)
     os.killpg(victim.pid, signal.SIGKILL)
-    gone = wait_for(lambda: not in_upstream(two_workers, victim.port), 5, "killed worker out of the upstream",
-                    interval=0.02)
+    gone = wait_for(
+        lambda: not in_upstream(two_workers, victim.port), 5, "killed worker out of the upstream", interval=0.02
+    )
     wait_outcomes(loop.outcomes, SETTLE_OUTCOMES)
     loop.stop()
     assert loop.failures == [], loop.summary()
@@ -113,8 +113,7 @@ def test_kill_9_removes_a_worker_within_5s_with_zero_failed_requests(two_workers
     record_figure("kill9.requests", len(loop.outcomes))
 
 
-def test_with_zero_workers_the_gateway_answers_json_503_fast_and_its_config_stays_valid(two_workers,
-                                                                                       record_figure):
+def test_with_zero_workers_the_gateway_answers_json_503_fast_and_its_config_stays_valid(two_workers, record_figure):
     two_workers.scale(0)
     url = f"{two_workers.config.gateway_url}/v1/ner"
     wait_for(lambda: requests.post(url, json=TEXT, timeout=5).status_code == 503, 10, "gateway 503")
@@ -126,8 +125,9 @@ def test_with_zero_workers_the_gateway_answers_json_503_fast_and_its_config_stay
         assert response.status_code == 503
         assert response.headers["Content-Type"].startswith("application/json")
         assert set(response.json()) >= {"title", "description"}
-    check = subprocess.run([two_workers.config.nginx_bin, "-t", *two_workers.nginx_args()],
-                           capture_output=True, text=True, timeout=30)
+    check = subprocess.run(
+        [two_workers.config.nginx_bin, "-t", *two_workers.nginx_args()], capture_output=True, text=True, timeout=30
+    )
     assert check.returncode == 0, check.stderr
     record_figure("zero_workers.max_503_latency_s", max(timings))
 
@@ -143,15 +143,15 @@ def test_a_worker_started_after_zero_serves_again(two_workers):
 def test_consul_restart_loses_state_and_workers_register_again_within_15s(two_workers, record_figure):
     ids_before = {s["ID"] for s in two_workers.passing()}
     consul = two_workers.live()["consul"]
-    loop = RequestLoop(f"{two_workers.config.gateway_url}/v1/ner", TEXT, max_requests=5000,
-                       max_seconds=60).start()
+    loop = RequestLoop(f"{two_workers.config.gateway_url}/v1/ner", TEXT, max_requests=5000, max_seconds=60).start()
     wait_outcomes(loop.outcomes, SETTLE_OUTCOMES)
     os.kill(consul.pid, signal.SIGKILL)
     wait_for(lambda: not consul.alive(), 10, "consul to die")
     restarted = time.monotonic()
     two_workers.start_consul()
-    back = wait_for(lambda: {s["ID"] for s in two_workers.passing()} == ids_before, 15,
-                    "workers registered again", interval=0.1)
+    back = wait_for(
+        lambda: {s["ID"] for s in two_workers.passing()} == ids_before, 15, "workers registered again", interval=0.1
+    )
     total = time.monotonic() - restarted
     wait_outcomes(loop.outcomes, SETTLE_OUTCOMES)
     loop.stop()

@@ -1,4 +1,5 @@
 """`make status` shows every worker's live load, read from its own /metrics."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """docker-compose.yml is valid and keeps the properties scaling depends on (checked statically)."""
+
 from __future__ import annotations
 
 import os
@@ -32,11 +33,13 @@ def resolve_config(*files: Path) -> dict:
         pytest.skip("neither docker-compose nor `docker compose` is installed (setup.sh installs docker-compose)")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NER_", "PYTHON_IMAGE", "NGINX_IMAGE"))}
     args = [arg for path in files for arg in ("-f", str(path))]
-    check = subprocess.run([*command, *args, "config", "-q"], capture_output=True,
-                           text=True, timeout=60, env=env, cwd=REPO_ROOT)
+    check = subprocess.run(
+        [*command, *args, "config", "-q"], capture_output=True, text=True, timeout=60, env=env, cwd=REPO_ROOT
+    )
     assert check.returncode == 0, check.stderr
-    full = subprocess.run([*command, *args, "config"], capture_output=True,
-                          text=True, timeout=60, env=env, cwd=REPO_ROOT, check=True)
+    full = subprocess.run(
+        [*command, *args, "config"], capture_output=True, text=True, timeout=60, env=env, cwd=REPO_ROOT, check=True
+    )
     return yaml.safe_load(full.stdout)
 
 
@@ -63,8 +66,10 @@ def test_workers_start_after_the_model_step_completed(resolved: dict) -> None:
 def test_gateway_and_consul_ui_are_published(resolved: dict) -> None:
     def published(service: str) -> set[int]:
         # Long form (compose v2) or "host:published:target/proto" (docker-compose 1.x).
-        return {int(p["target"]) if isinstance(p, dict) else int(str(p).split("/")[0].rsplit(":", 1)[1])
-                for p in resolved["services"][service]["ports"]}
+        return {
+            int(p["target"]) if isinstance(p, dict) else int(str(p).split("/")[0].rsplit(":", 1)[1])
+            for p in resolved["services"][service]["ports"]
+        }
 
     assert 8080 in published("gateway")
     assert 8500 in published("consul")

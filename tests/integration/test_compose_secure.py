@@ -2,6 +2,7 @@
 logic run in a shell, and its one-shots' commands run against a real Consul 1.8.7 configured
 as the compose server is (consul/compose.json + consul/secure.hcl + a generated gossip key).
 """
+
 from __future__ import annotations
 
 import json
@@ -103,8 +104,13 @@ def test_images_start_through_the_token_entrypoint_and_ship_the_secured_package(
 
 def run_entrypoint(token_file: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     command = 'printf "%s" "${CONSUL_HTTP_TOKEN-<unset>}"'
-    return subprocess.run(["sh", str(WITH_TOKEN), str(token_file), "sh", "-c", command], env=env,
-                          capture_output=True, text=True, timeout=10)
+    return subprocess.run(
+        ["sh", str(WITH_TOKEN), str(token_file), "sh", "-c", command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
 
 
 def test_the_entrypoint_exports_the_token_only_when_the_file_exists(tmp_path):
@@ -124,8 +130,9 @@ def test_the_entrypoint_exports_the_token_only_when_the_file_exists(tmp_path):
 
 def secured(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The one-shots' command, as the worker image runs it from its /app."""
-    return subprocess.run([PYTHON, "-m", "scripts.secured", *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=120, env=env)
+    return subprocess.run(
+        [PYTHON, "-m", "scripts.secured", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -138,13 +145,32 @@ def secured_consul(tmp_path_factory) -> Iterator[tuple[ConsulAgent, SecretStore,
     assert keygen.returncode == 0, keygen.stderr
     http_port = free_port()
     local = workdir / "local.json"  # what differs from the container: loopback, free ports, data dir
-    local.write_text(json.dumps({
-        "bind_addr": "127.0.0.1", "client_addr": "127.0.0.1", "data_dir": str(workdir / "data"),
-        "ports": {"http": http_port, "dns": -1, "grpc": -1, "serf_lan": free_port(), "serf_wan": free_port(),
-                  "server": free_port()}}))
-    argv = [str(LOCAL_BIN / "consul"), "agent", "-ui", f"-config-file={REPO_ROOT / 'consul' / 'compose.json'}",
-            f"-config-file={REPO_ROOT / 'consul' / 'secure.hcl'}", f"-config-file={store.file('consul-gossip.json')}",
-            f"-config-file={local}"]
+    local.write_text(
+        json.dumps(
+            {
+                "bind_addr": "127.0.0.1",
+                "client_addr": "127.0.0.1",
+                "data_dir": str(workdir / "data"),
+                "ports": {
+                    "http": http_port,
+                    "dns": -1,
+                    "grpc": -1,
+                    "serf_lan": free_port(),
+                    "serf_wan": free_port(),
+                    "server": free_port(),
+                },
+            }
+        )
+    )
+    argv = [
+        str(LOCAL_BIN / "consul"),
+        "agent",
+        "-ui",
+        f"-config-file={REPO_ROOT / 'consul' / 'compose.json'}",
+        f"-config-file={REPO_ROOT / 'consul' / 'secure.hcl'}",
+        f"-config-file={store.file('consul-gossip.json')}",
+        f"-config-file={local}",
+    ]
     agent = ConsulAgent(ManagedProcess("consul", argv, workdir / "consul.log"), http_port, workdir / "data", local)
     agent.process.start()
     try:
@@ -158,8 +184,12 @@ def secured_consul(tmp_path_factory) -> Iterator[tuple[ConsulAgent, SecretStore,
 
 def register(agent: ConsulAgent, token: str | None, name: str = "ner-worker") -> requests.Response:
     headers = {"X-Consul-Token": token} if token else {}
-    return requests.put(f"{agent.url}/v1/agent/service/register", headers=headers, timeout=5,
-                        json={"Name": name, "ID": f"{name}-compose-test", "Address": "127.0.0.1", "Port": 9})
+    return requests.put(
+        f"{agent.url}/v1/agent/service/register",
+        headers=headers,
+        timeout=5,
+        json={"Name": name, "ID": f"{name}-compose-test", "Address": "127.0.0.1", "Port": 9},
+    )
 
 
 def test_the_worker_token_registers_ner_worker_and_anonymous_requests_cannot(secured_consul):
@@ -175,8 +205,9 @@ def test_the_worker_token_registers_ner_worker_and_anonymous_requests_cannot(sec
 def test_the_consul_healthcheck_command_works_without_a_token(secured_consul):
     agent, _, _ = secured_consul
     env = {"PATH": os.environ["PATH"], "CONSUL_HTTP_ADDR": agent.http_addr}
-    check = subprocess.run([str(LOCAL_BIN / "consul"), "catalog", "datacenters"], env=env,
-                           capture_output=True, text=True, timeout=10)
+    check = subprocess.run(
+        [str(LOCAL_BIN / "consul"), "catalog", "datacenters"], env=env, capture_output=True, text=True, timeout=10
+    )
     assert check.returncode == 0 and check.stdout.strip() == "dc1", check.stderr
 
 
@@ -185,10 +216,19 @@ def test_init_is_idempotent_and_no_secret_reaches_the_output(secured_consul):
     again = secured("init", "--consul", agent.http_addr, "--secrets", str(store.path))
     assert again.returncode == 0 and "nothing new" in again.stderr, again.stderr
     secrets = store.all_secrets()
-    assert {"bootstrap.token", "worker.token", "gateway.token", "agent.token", "operator.token",
-            "consul-gossip.json"} == set(secrets)
-    for text in (output, again.stdout + again.stderr,
-                 *(p.read_text() for p in (COMPOSE_FILE, SECURE_FILE, REPO_ROOT / "consul" / "secure.hcl"))):
+    assert {
+        "bootstrap.token",
+        "worker.token",
+        "gateway.token",
+        "agent.token",
+        "operator.token",
+        "consul-gossip.json",
+    } == set(secrets)
+    for text in (
+        output,
+        again.stdout + again.stderr,
+        *(p.read_text() for p in (COMPOSE_FILE, SECURE_FILE, REPO_ROOT / "consul" / "secure.hcl")),
+    ):
         assert not any(value in text for value in secrets.values())
 
 
@@ -201,8 +241,14 @@ def test_the_gateway_limits_command_writes_secure_defaults_or_nothing(merged, tm
     out = tmp_path / "rate.conf"
 
     def limits(**env: str) -> subprocess.CompletedProcess:
-        return subprocess.run([PYTHON, "-S", str(lone), "limits", "--out", str(out)], cwd=tmp_path,
-                              env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [PYTHON, "-S", str(lone), "limits", "--out", str(out)],
+            cwd=tmp_path,
+            env={"PATH": os.environ["PATH"], **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     written = limits()
     assert written.returncode == 0, written.stderr

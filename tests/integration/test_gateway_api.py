@@ -1,4 +1,5 @@
 """The API contract and its errors, as a client sees them through the nginx gateway."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,8 +15,9 @@ def gateway(cluster) -> str:
     return cluster.config.gateway_url
 
 
-def post(gateway: str, path: str, body: bytes | str | None = None, content_type: str = "application/json",
-         **kwargs) -> requests.Response:
+def post(
+    gateway: str, path: str, body: bytes | str | None = None, content_type: str = "application/json", **kwargs
+) -> requests.Response:
     headers = {"Content-Type": content_type} if content_type else {}
     return requests.post(gateway + path, data=body, headers=headers, timeout=15, **kwargs)
 
@@ -33,7 +35,7 @@ def assert_valid_entities(text: str, entities: list[dict]) -> None:
         assert set(entity) == {"type", "start", "end", "span"}
         assert entity["type"] in {"PER", "LOC", "ORG"}
         assert 0 <= entity["start"] < entity["end"] <= len(text)
-        assert text[entity["start"]:entity["end"]] == entity["span"]
+        assert text[entity["start"] : entity["end"]] == entity["span"]
 
 
 def test_single_text_gets_entities_and_the_model_name(gateway):
@@ -72,8 +74,9 @@ def test_original_predict_endpoint_keeps_its_shape(gateway):
 
 
 def test_every_response_names_the_worker_and_the_request(gateway):
-    response = requests.post(gateway + "/v1/ner", json={"text": "张三"}, timeout=10,
-                             headers={"X-Request-Id": "trace-me-123"})
+    response = requests.post(
+        gateway + "/v1/ner", json={"text": "张三"}, timeout=10, headers={"X-Request-Id": "trace-me-123"}
+    )
     assert response.headers["X-Worker-Id"].startswith("ner-worker-")
     assert response.headers["X-Request-Id"] == "trace-me-123"
 
@@ -83,10 +86,24 @@ def test_the_gateway_generates_a_request_id_when_the_client_sends_none(gateway):
     assert len(response.headers["X-Request-Id"]) >= 16
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"[]", b'"text"', b"{}", b'{"text": 5}', b'{"text": null}',
-                                  b'{"texts": "abc"}', b'{"texts": [1, 2]}', b'{"texts": []}', b'{"text": ""}',
-                                  b'{"text": "a", "texts": ["b"]}', b'\xff\xfe{"text": "x"}',
-                                  b'{"text": "\\ud800"}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[]",
+        b'"text"',
+        b"{}",
+        b'{"text": 5}',
+        b'{"text": null}',
+        b'{"texts": "abc"}',
+        b'{"texts": [1, 2]}',
+        b'{"texts": []}',
+        b'{"text": ""}',
+        b'{"text": "a", "texts": ["b"]}',
+        b'\xff\xfe{"text": "x"}',
+        b'{"text": "\\ud800"}',
+    ],
+)
 def test_malformed_requests_are_400_json(gateway, body):
     assert_json_error(post(gateway, "/v1/ner", body), 400)
 
@@ -97,8 +114,7 @@ def test_deeply_nested_json_is_400_and_the_worker_keeps_serving(gateway):
 
 
 def test_wrong_content_type_is_415(gateway):
-    assert_json_error(post(gateway, "/v1/ner", b"text=abc", content_type="application/x-www-form-urlencoded"),
-                      415)
+    assert_json_error(post(gateway, "/v1/ner", b"text=abc", content_type="application/x-www-form-urlencoded"), 415)
 
 
 def test_text_over_the_character_limit_is_413(gateway):

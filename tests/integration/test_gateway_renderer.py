@@ -3,6 +3,7 @@
 Each test watches its own Consul service name (the renderer's --service), so
 tests share one Consul agent without seeing each other's backends.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,8 +84,11 @@ class Backend:
                     self.close_connection = True
                     return
                 status = 429 if backend.mode == "busy" else 200
-                body = ({"title": "429 Too Many Requests", "description": "worker overloaded"}
-                        if status == 429 else {"backend": backend.name, "request_id": request_id})
+                body = (
+                    {"title": "429 Too Many Requests", "description": "worker overloaded"}
+                    if status == 429
+                    else {"backend": backend.name, "request_id": request_id}
+                )
                 self._send(status, body, {"X-Request-Id": request_id})
 
             def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
@@ -113,9 +117,16 @@ class Backend:
 def register(consul: ConsulAgent, service: str, backend: Backend) -> None:
     """Register like a worker does: own ID, HTTP check on /health every second."""
     definition = {
-        "ID": backend.name, "Name": service, "Address": "127.0.0.1", "Port": backend.port,
-        "Check": {"HTTP": f"http://127.0.0.1:{backend.port}/health", "Interval": "1s",
-                  "Timeout": "1s", "DeregisterCriticalServiceAfter": "1m"},
+        "ID": backend.name,
+        "Name": service,
+        "Address": "127.0.0.1",
+        "Port": backend.port,
+        "Check": {
+            "HTTP": f"http://127.0.0.1:{backend.port}/health",
+            "Interval": "1s",
+            "Timeout": "1s",
+            "DeregisterCriticalServiceAfter": "1m",
+        },
     }
     requests.put(consul.url + "/v1/agent/service/register", json=definition, timeout=5).raise_for_status()
 
@@ -167,11 +178,19 @@ class Gateway:
         return subprocess.run([NGINX_BIN, "-t", *nginx_args(self.prefix)], capture_output=True, text=True)
 
     def diagnostics(self) -> str:
-        return "\n".join([self.renderer.log_tail(), self.nginx.log_tail(),
-                          f"--- upstream ---\n{self.upstream_text() if self.upstream_path.exists() else ''}"])
+        return "\n".join(
+            [
+                self.renderer.log_tail(),
+                self.nginx.log_tail(),
+                f"--- upstream ---\n{self.upstream_text() if self.upstream_path.exists() else ''}",
+            ]
+        )
 
     def routes_to(self, backend: Backend) -> bool:
-        return requests.post(self.url + "/v1/ner", json={"text": "x"}, timeout=2).headers.get("X-Worker-Id") == backend.name
+        return (
+            requests.post(self.url + "/v1/ner", json={"text": "x"}, timeout=2).headers.get("X-Worker-Id")
+            == backend.name
+        )
 
 
 def nginx_args(prefix: Path) -> list[str]:
@@ -183,26 +202,54 @@ RENDERER_ENV = {**os.environ, "PYTHONPATH": str(NGINX_TEMPLATE_DIR)}  # where up
 
 
 def renderer_argv(consul: ConsulAgent, prefix: Path, service: str, template: Path) -> list[str]:
-    return [PYTHON, "-m", "upstream_renderer", "--consul", consul.http_addr,
-            "--template", str(template), "--out", str(prefix / "upstream.conf"), "--service", service,
-            "--nginx-bin", NGINX_BIN, "--log-level", "DEBUG", "--nginx-prefix", str(prefix), "--nginx-conf", str(prefix / "nginx.conf"),
-            "--recovery-grace", str(RECOVERY_GRACE)]
+    return [
+        PYTHON,
+        "-m",
+        "upstream_renderer",
+        "--consul",
+        consul.http_addr,
+        "--template",
+        str(template),
+        "--out",
+        str(prefix / "upstream.conf"),
+        "--service",
+        service,
+        "--nginx-bin",
+        NGINX_BIN,
+        "--log-level",
+        "DEBUG",
+        "--nginx-prefix",
+        str(prefix),
+        "--nginx-conf",
+        str(prefix / "nginx.conf"),
+        "--recovery-grace",
+        str(RECOVERY_GRACE),
+    ]
 
 
 def start_gateway(consul: ConsulAgent, prefix: Path, template: Path, extra_args: tuple[str, ...] = ()) -> Gateway:
     """Render once, start nginx, then start the renderer loop: the local-mode start order."""
     service = f"ner-test-{uuid.uuid4().hex[:8]}"
     port = free_port()
-    (prefix / "nginx.conf").write_text(fill_nginx_conf(
-        (NGINX_TEMPLATE_DIR / "nginx.conf.tmpl").read_text(), prefix=str(prefix),
-        upstream_conf=str(prefix / "upstream.conf"), listen=f"127.0.0.1:{port}"))
+    (prefix / "nginx.conf").write_text(
+        fill_nginx_conf(
+            (NGINX_TEMPLATE_DIR / "nginx.conf.tmpl").read_text(),
+            prefix=str(prefix),
+            upstream_conf=str(prefix / "upstream.conf"),
+            listen=f"127.0.0.1:{port}",
+        )
+    )
     argv = renderer_argv(consul, prefix, service, template) + list(extra_args)
     subprocess.run(argv + ["--once", "--no-reload"], check=True, capture_output=True, timeout=30, env=RENDERER_ENV)
     nginx = ManagedProcess("nginx", [NGINX_BIN, *nginx_args(prefix)], prefix / "nginx.out").start()
     renderer = ManagedProcess("renderer", argv, prefix / "renderer.log", env=RENDERER_ENV).start()
     gateway = Gateway(service, prefix, port, nginx, renderer)
-    wait_until(lambda: requests.get(gateway.url + "/gateway/health", timeout=1).ok, 10,
-               describe="nginx up", on_timeout=gateway.diagnostics)
+    wait_until(
+        lambda: requests.get(gateway.url + "/gateway/health", timeout=1).ok,
+        10,
+        describe="nginx up",
+        on_timeout=gateway.diagnostics,
+    )
     wait_until(lambda: bool(gateway.log_lines()), 10, describe="renderer up", on_timeout=gateway.diagnostics)
     return gateway
 
@@ -217,6 +264,7 @@ def world_readable_dir() -> Iterator[Callable[[], Path]]:
         path.chmod(0o755)
         made.append(path)
         return path
+
     yield make
     for path in made:
         shutil.rmtree(path, ignore_errors=True)
@@ -231,6 +279,7 @@ def backends(consul) -> Iterator[Callable[..., Backend]]:
         backend = Backend(name=f"be-{uuid.uuid4().hex[:6]}", mode=mode, health_status=health_status).start()
         started.append(backend)
         return backend
+
     yield make
     for backend in started:
         deregister(consul, backend.name)
@@ -245,6 +294,7 @@ def gateway_factory(consul, world_readable_dir) -> Iterator[Callable[..., Gatewa
         gateway = start_gateway(consul, world_readable_dir(), template, extra_args)
         gateways.append(gateway)
         return gateway
+
     yield make
     for gateway in gateways:
         gateway.renderer.stop()
@@ -271,17 +321,20 @@ def nginx_worker_titles(master_pid: int) -> list[str]:
 
 def wait_nginx_settled(gateway: Gateway) -> None:
     """After a reload, old nginx workers still accept for ~100 ms: wait until only new ones are left."""
+
     def settled() -> bool:
         titles = nginx_worker_titles(gateway.nginx.pid)
         return len(titles) == 2 and not any("shutting down" in t for t in titles)
+
     wait_until(settled, 5, describe="nginx reload finished", on_timeout=gateway.diagnostics)
 
 
 def add_backend(consul: ConsulAgent, gateway: Gateway, backend: Backend) -> float:
     """Register and wait until the gateway routes to it; the seconds that took."""
     register(consul, gateway.service, backend)
-    seconds = wait_until(lambda: gateway.routes_to(backend), 5, describe=f"{backend.name} routed",
-                         on_timeout=gateway.diagnostics)
+    seconds = wait_until(
+        lambda: gateway.routes_to(backend), 5, describe=f"{backend.name} routed", on_timeout=gateway.diagnostics
+    )
     wait_nginx_settled(gateway)
     return seconds
 
@@ -315,8 +368,8 @@ def test_backend_whose_check_fails_is_removed(consul, gateway, backends):
 
     def only_keep_serves() -> bool:
         return all(gateway.routes_to(keep) for _ in range(10))
-    seconds = wait_until(only_keep_serves, 6, describe="failed backend out of rotation",
-                         on_timeout=gateway.diagnostics)
+
+    seconds = wait_until(only_keep_serves, 6, describe="failed backend out of rotation", on_timeout=gateway.diagnostics)
     log.info("check failing -> out of rotation: %.2f s", seconds)
     assert f":{fail.port} " not in gateway.upstream_text()
 
@@ -343,8 +396,12 @@ def test_candidate_failing_nginx_t_is_refused_and_last_good_kept(consul, gateway
     gateway = gateway_factory(broken)
     good = gateway.upstream_text()
     register(consul, gateway.service, backends())
-    wait_until(lambda: any(line.get("config_ok") is False for line in gateway.log_lines()), 5,
-               describe="candidate refused", on_timeout=gateway.diagnostics)
+    wait_until(
+        lambda: any(line.get("config_ok") is False for line in gateway.log_lines()),
+        5,
+        describe="candidate refused",
+        on_timeout=gateway.diagnostics,
+    )
     assert gateway.upstream_text() == good
     assert gateway.nginx_test().returncode == 0
     assert requests.post(gateway.url + "/v1/ner", json={"text": "x"}, timeout=2).status_code == 503
@@ -355,15 +412,23 @@ def test_no_reload_when_consul_changes_but_the_upstream_does_not(consul, gateway
     add_backend(consul, gateway, backend)
     reloads = gateway.reload_count()
     # A second, passing check on the instance: Consul's index moves, the rendered upstream does not.
-    check = {"ID": f"extra-{backend.name}", "Name": "extra", "ServiceID": backend.name, "TTL": "10m",
-             "Status": "passing"}
+    check = {
+        "ID": f"extra-{backend.name}",
+        "Name": "extra",
+        "ServiceID": backend.name,
+        "TTL": "10m",
+        "Status": "passing",
+    }
     requests.put(consul.url + "/v1/agent/check/register", json=check, timeout=5).raise_for_status()
     requests.put(consul.url + f"/v1/agent/check/deregister/{check['ID']}", timeout=5).raise_for_status()
     index_after = int(consul.get(f"/v1/health/service/{gateway.service}").headers["X-Consul-Index"])
 
     def renderer_saw_it() -> bool:
-        return any(line.get("event") == "consul changed, upstream did not" and line["index"] >= index_after
-                   for line in gateway.log_lines())
+        return any(
+            line.get("event") == "consul changed, upstream did not" and line["index"] >= index_after
+            for line in gateway.log_lines()
+        )
+
     wait_until(renderer_saw_it, 5, describe="renderer saw the new index", on_timeout=gateway.diagnostics)
     assert gateway.reload_count() == reloads
 
@@ -395,8 +460,14 @@ def test_post_that_fails_on_one_backend_is_retried_on_another(consul, gateway, b
         response = requests.post(gateway.url + "/v1/ner", json={"text": "x"}, timeout=5)
         answers.append((response.status_code, response.headers.get("X-Worker-Id", "")))
         return dropper.hits >= 1
-    wait_until(dropper_was_tried, 8, interval=0.02, describe="a POST sent to the dropping backend",
-               on_timeout=gateway.diagnostics)
+
+    wait_until(
+        dropper_was_tried,
+        8,
+        interval=0.02,
+        describe="a POST sent to the dropping backend",
+        on_timeout=gateway.diagnostics,
+    )
     # The POST reached the dropping backend and was lost there; the client still got the good one's answer.
     assert set(answers) == {(200, good.name)}
 
@@ -425,12 +496,17 @@ def flap_once(consul: ConsulAgent, gateway: Gateway, backend: Backend) -> float:
     """Warning (reaches nginx: no weight-only reload yet), then passing again in Consul; when the
     warning weight was seen in the upstream."""
     backend.health_status = 429
-    wait_until(lambda: weight_of(gateway, backend) == "1", 5, describe="warning weight applied",
-               on_timeout=gateway.diagnostics)
+    wait_until(
+        lambda: weight_of(gateway, backend) == "1", 5, describe="warning weight applied", on_timeout=gateway.diagnostics
+    )
     applied_at = time.monotonic()
     backend.health_status = 200
-    wait_until(lambda: consul_status(consul, gateway.service, backend) == "passing", 5,
-               describe="passing again in Consul", on_timeout=gateway.diagnostics)
+    wait_until(
+        lambda: consul_status(consul, gateway.service, backend) == "passing",
+        5,
+        describe="passing again in Consul",
+        on_timeout=gateway.diagnostics,
+    )
     return applied_at
 
 
@@ -446,8 +522,12 @@ def test_a_weight_change_within_the_hold_down_waits_for_it_and_is_then_applied(c
     warned_at = flap_once(consul, gateway, backend)
     wait_until(lambda: bool(held_lines(gateway)), 3, describe="passing again held down", on_timeout=gateway.diagnostics)
     assert weight_of(gateway, backend) == "1"
-    wait_until(lambda: weight_of(gateway, backend) == "10", hold_down + 3, describe="held change applied",
-               on_timeout=gateway.diagnostics)
+    wait_until(
+        lambda: weight_of(gateway, backend) == "10",
+        hold_down + 3,
+        describe="held change applied",
+        on_timeout=gateway.diagnostics,
+    )
     assert time.monotonic() - warned_at >= hold_down - 0.5
 
 
@@ -474,8 +554,12 @@ def test_worker_error_response_passes_through_unchanged(consul, gateway, backend
 
 
 def test_oversized_body_gets_a_json_413_from_the_gateway(gateway):
-    response = requests.post(gateway.url + "/v1/ner", data=b"x" * (2 * 1024 * 1024 + 1),
-                             headers={"Content-Type": "application/json"}, timeout=5)
+    response = requests.post(
+        gateway.url + "/v1/ner",
+        data=b"x" * (2 * 1024 * 1024 + 1),
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
     assert response.status_code == 413
     assert set(response.json()) == {"title", "description"}
 
@@ -493,26 +577,36 @@ def test_consul_outage_keeps_the_last_good_upstream(private_consul, private_gate
     add_backend(private_consul, gateway, backend)
     before = gateway.upstream_text()
     private_consul.process.stop()
-    wait_until(lambda: any("consul unavailable" in line.get("event", "") for line in gateway.log_lines()), 5,
-               describe="outage noticed", on_timeout=gateway.diagnostics)
+    wait_until(
+        lambda: any("consul unavailable" in line.get("event", "") for line in gateway.log_lines()),
+        5,
+        describe="outage noticed",
+        on_timeout=gateway.diagnostics,
+    )
     assert gateway.upstream_text() == before
     assert gateway.routes_to(backend)
 
 
-def test_after_consul_lost_its_state_instances_are_kept_for_the_grace_then_dropped(private_consul,
-                                                                                    private_gateway, backends):
+def test_after_consul_lost_its_state_instances_are_kept_for_the_grace_then_dropped(
+    private_consul, private_gateway, backends
+):
     gateway, backend = private_gateway, backends()
     add_backend(private_consul, gateway, backend)
     restarted = time.monotonic()
     private_consul.restart()  # a dev agent comes back empty, with a lower index
     assert gateway.routes_to(backend)
-    wait_until(lambda: f":{backend.port} " not in gateway.upstream_text(), RECOVERY_GRACE + 10,
-               describe="upstream follows the new agent", on_timeout=gateway.diagnostics)
+    wait_until(
+        lambda: f":{backend.port} " not in gateway.upstream_text(),
+        RECOVERY_GRACE + 10,
+        describe="upstream follows the new agent",
+        on_timeout=gateway.diagnostics,
+    )
     assert time.monotonic() - restarted >= RECOVERY_GRACE - 0.5
 
 
-def test_an_instance_that_registers_again_within_the_grace_never_leaves_the_upstream(private_consul,
-                                                                                      private_gateway, backends):
+def test_an_instance_that_registers_again_within_the_grace_never_leaves_the_upstream(
+    private_consul, private_gateway, backends
+):
     gateway, backend = private_gateway, backends()
     add_backend(private_consul, gateway, backend)
     private_consul.restart()

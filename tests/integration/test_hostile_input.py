@@ -2,6 +2,7 @@
 
 Each case goes to a real worker directly and through the nginx gateway.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -80,7 +81,7 @@ def assert_valid_answer(text_body: bytes, response: RawResponse) -> None:
     assert response.status == 200, response.body[:300]
     text = json.loads(text_body)["text"]
     for entity in response.json()["entities"]:
-        assert text[entity["start"]:entity["end"]] == entity["span"]
+        assert text[entity["start"] : entity["end"]] == entity["span"]
 
 
 @pytest.mark.parametrize("target", ["worker", "gateway"])
@@ -105,8 +106,11 @@ def test_ten_megabyte_body_is_413_before_it_is_read(targets, unchanged_workers, 
 @pytest.mark.parametrize("target", ["worker", "gateway"])
 def test_chunked_body_over_the_limit_is_413(targets, unchanged_workers, target):
     chunk = b"a" * 1_000_000
-    pieces = [request_bytes("/v1/ner", b"", {"Transfer-Encoding": "chunked"}, content_length=-1),
-              b'a\r\n{"text": "\r\n'] + [b"f4240\r\n" + chunk + b"\r\n"] * 3 + [b"0\r\n\r\n"]
+    pieces = (
+        [request_bytes("/v1/ner", b"", {"Transfer-Encoding": "chunked"}, content_length=-1), b'a\r\n{"text": "\r\n']
+        + [b"f4240\r\n" + chunk + b"\r\n"] * 3
+        + [b"0\r\n\r\n"]
+    )
     assert_json_error(exchange(targets[target], pieces), 413)
 
 
@@ -116,9 +120,10 @@ LONG_LENGTH_BODY = b'{"text": "ab"}'  # sent with a Content-Length 50 bytes long
 
 def lying_requests() -> dict[str, list[bytes]]:
     chunked = request_bytes("/v1/ner", b"", {"Transfer-Encoding": "chunked"}, content_length=-1)
-    return {"short_chunk": [chunked, SHORT_CHUNK],
-            "long_content_length": [request_bytes("/v1/ner", LONG_LENGTH_BODY,
-                                                  content_length=len(LONG_LENGTH_BODY) + 50)]}
+    return {
+        "short_chunk": [chunked, SHORT_CHUNK],
+        "long_content_length": [request_bytes("/v1/ner", LONG_LENGTH_BODY, content_length=len(LONG_LENGTH_BODY) + 50)],
+    }
 
 
 @pytest.mark.parametrize("case", ["short_chunk", "long_content_length"])
@@ -129,7 +134,8 @@ def test_worker_answers_400_to_a_body_shorter_than_announced(targets, unchanged_
 
 @pytest.mark.parametrize("case", ["short_chunk", "long_content_length"])
 def test_gateway_drops_a_body_shorter_than_announced_without_bothering_a_worker(
-        cluster, targets, unchanged_workers, case):
+    cluster, targets, unchanged_workers, case
+):
     access_log = cluster.nginx_dir() / "access.log"
     before = access_log.stat().st_size
     with pytest.raises(http.client.RemoteDisconnected):
@@ -144,11 +150,12 @@ def test_gateway_drops_a_body_shorter_than_announced_without_bothering_a_worker(
 def test_a_slow_client_is_served_and_does_not_hold_up_others(targets, unchanged_workers, target):
     body = json.dumps({"text": "张三在北京工作。"}, ensure_ascii=False).encode()
     raw = request_bytes("/v1/ner", body)
-    pieces = [raw[i:i + 16] for i in range(0, len(raw), 16)]
+    pieces = [raw[i : i + 16] for i in range(0, len(raw), 16)]
     result: dict[str, RawResponse] = {}
     sent_at: list[float] = []
-    slow = threading.Thread(target=lambda: result.update(
-        r=exchange(targets[target], pieces, pause=0.15, sent_at=sent_at)))
+    slow = threading.Thread(
+        target=lambda: result.update(r=exchange(targets[target], pieces, pause=0.15, sent_at=sent_at))
+    )
     slow.start()
     answered_at: list[float] = []
     try:
@@ -163,4 +170,5 @@ def test_a_slow_client_is_served_and_does_not_hold_up_others(targets, unchanged_
     assert len(sent_at) == len(pieces)
     # Its last piece left after every other request was answered: they did not wait for it.
     assert max(answered_at) < sent_at[-1], (
-        f"the last fast answer came {max(answered_at) - sent_at[-1]:+.2f}s after the slow request was complete")
+        f"the last fast answer came {max(answered_at) - sent_at[-1]:+.2f}s after the slow request was complete"
+    )

@@ -1,4 +1,5 @@
 """The operator's commands for local mode (what `make up/status/scale/down` run), end to end."""
+
 from __future__ import annotations
 
 import os
@@ -22,9 +23,14 @@ CLI = [sys.executable, "-m", "scripts.cluster"]
 @pytest.fixture(scope="module")
 def local_env() -> dict[str, str]:
     run_dir = world_readable_dir("ner-cli-")
-    env = {**os.environ, "NER_RUN_DIR": str(run_dir), "NER_GATEWAY_LISTEN": f"127.0.0.1:{free_port()}",
-           "NER_CONSUL_HTTP_PORT": str(free_port()), "NER_WORKER_BASE_PORT": str(free_port_block(WORKER_PORT_BLOCK)),
-           "NER_DRAIN_SECONDS": "1"}
+    env = {
+        **os.environ,
+        "NER_RUN_DIR": str(run_dir),
+        "NER_GATEWAY_LISTEN": f"127.0.0.1:{free_port()}",
+        "NER_CONSUL_HTTP_PORT": str(free_port()),
+        "NER_WORKER_BASE_PORT": str(free_port_block(WORKER_PORT_BLOCK)),
+        "NER_DRAIN_SECONDS": "1",
+    }
     yield env
     subprocess.run(CLI + ["down"], env=env, cwd=REPO_ROOT, capture_output=True, timeout=120)
     shutil.rmtree(run_dir, ignore_errors=True)

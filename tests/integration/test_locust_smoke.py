@@ -1,4 +1,5 @@
 """A short Locust run through the real gateway: the load tooling works and the cluster serves it cleanly."""
+
 from __future__ import annotations
 
 from bench.load import LocustRun
@@ -12,8 +13,9 @@ def access_log_lines(cluster) -> int:
 def test_a_short_locust_run_through_the_gateway_is_answered_2xx_every_time(two_workers, tmp_path):
     logged_before = access_log_lines(two_workers)
 
-    result = LocustRun(two_workers.config.gateway_url, "news", users=4, duration="8s",
-                       name="smoke", artifacts=tmp_path).run()
+    result = LocustRun(
+        two_workers.config.gateway_url, "news", users=4, duration="8s", name="smoke", artifacts=tmp_path
+    ).run()
 
     assert result.requests >= 50, result.log_tail
     assert result.outcomes == {"2xx": result.requests}, (result.outcomes, result.log_tail)

@@ -3,6 +3,7 @@
 The cluster runs with 1 s scrape, evaluation and discovery intervals (configuration only:
 NER_PROMETHEUS_*), so what is measured here is the machinery, not the production defaults.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,11 @@ from scripts.localcluster import LocalCluster
 from tests.integration.conftest import started_cluster
 from tests.support.waiting import wait_for
 
-FAST = {"NER_PROMETHEUS_SCRAPE_INTERVAL": "1s", "NER_PROMETHEUS_EVALUATION_INTERVAL": "1s",
-        "NER_PROMETHEUS_SD_REFRESH": "1s"}
+FAST = {
+    "NER_PROMETHEUS_SCRAPE_INTERVAL": "1s",
+    "NER_PROMETHEUS_EVALUATION_INTERVAL": "1s",
+    "NER_PROMETHEUS_SD_REFRESH": "1s",
+}
 NO_HEALTHY_FOR_SECONDS = 60  # `for:` of NerNoHealthyWorker in scripts/monitoring/rules/workers.yml
 # Target file written on a change (blocking query), Prometheus' discovery updates at most every 5 s,
 # then a 1 s scrape: what "within its discovery refresh" allows, with room for a busy machine.
@@ -42,9 +46,11 @@ def api(cluster: LocalCluster, path: str, **params) -> dict:
 
 def worker_targets(cluster: LocalCluster) -> dict[str, str]:
     """instance_id -> health ("up", "down", "unknown") of every ner-worker target Prometheus has."""
-    return {target["labels"]["instance_id"]: target["health"]
-            for target in api(cluster, "targets", state="active")["activeTargets"]
-            if target["labels"].get("job") == "ner-worker"}
+    return {
+        target["labels"]["instance_id"]: target["health"]
+        for target in api(cluster, "targets", state="active")["activeTargets"]
+        if target["labels"].get("job") == "ner-worker"
+    }
 
 
 def up_ids(cluster: LocalCluster) -> set[str]:
@@ -130,8 +136,9 @@ def burst(cluster: LocalCluster, count: int, seconds: float) -> list[int]:
         for _ in range(count):
             if time.monotonic() > deadline:
                 break
-            statuses.append(session.post(f"{cluster.config.gateway_url}/v1/ner", json={"text": TEXT},
-                                         timeout=5).status_code)
+            statuses.append(
+                session.post(f"{cluster.config.gateway_url}/v1/ner", json={"text": TEXT}, timeout=5).status_code
+            )
             time.sleep(seconds / count)
     return statuses
 
@@ -140,16 +147,22 @@ def test_a_burst_of_5xx_at_the_gateway_moves_availability_and_fires_the_fast_bur
     # The cluster's own start may have cost a 503 or two: well-served traffic first, so that the
     # budget is intact before the burst (the fast burn needs over 1.44 % errors).
     assert set(burst(cluster, 300, 3)) == {200}
-    wait_for(lambda: alert_state(cluster, "GatewayErrorBudgetFastBurn") is None, DISCOVERY_SECONDS,
-             "no fast burn before the burst")
+    wait_for(
+        lambda: alert_state(cluster, "GatewayErrorBudgetFastBurn") is None,
+        DISCOVERY_SECONDS,
+        "no fast burn before the burst",
+    )
     before = value(cluster, "gateway:http_availability:ratio_rate5m")
     assert before is not None and before > 0.99
     cluster.scale(0)  # no healthy worker: the gateway's own fast JSON 503, what clients really get then
     try:
         started = time.monotonic()
         assert set(burst(cluster, 60, 3)) == {503}
-        fired_at = first_moment(lambda: alert_state(cluster, "GatewayErrorBudgetFastBurn") == "firing",
-                                DISCOVERY_SECONDS, "GatewayErrorBudgetFastBurn to fire")
+        fired_at = first_moment(
+            lambda: alert_state(cluster, "GatewayErrorBudgetFastBurn") == "firing",
+            DISCOVERY_SECONDS,
+            "GatewayErrorBudgetFastBurn to fire",
+        )
         record_figure("monitoring.fast_burn_fires_after_burst_s", fired_at - started)
         availability = value(cluster, "gateway:http_availability:ratio_rate5m")
         assert availability is not None and availability < 0.9
@@ -158,19 +171,26 @@ def test_a_burst_of_5xx_at_the_gateway_moves_availability_and_fires_the_fast_bur
 
 
 def test_no_healthy_worker_fires_its_alert_within_its_for_window_and_resolves_on_scaling_back(cluster, record_figure):
-    wait_for(lambda: alert_state(cluster, "NerNoHealthyWorker") is None, DISCOVERY_SECONDS,
-             "no zero-healthy alert while workers run")
+    wait_for(
+        lambda: alert_state(cluster, "NerNoHealthyWorker") is None,
+        DISCOVERY_SECONDS,
+        "no zero-healthy alert while workers run",
+    )
     cluster.scale(0)
     zero_at = time.monotonic()
-    fired_at = first_moment(lambda: alert_state(cluster, "NerNoHealthyWorker") == "firing",
-                            NO_HEALTHY_FOR_SECONDS + DISCOVERY_SECONDS + 10, "NerNoHealthyWorker to fire")
+    fired_at = first_moment(
+        lambda: alert_state(cluster, "NerNoHealthyWorker") == "firing",
+        NO_HEALTHY_FOR_SECONDS + DISCOVERY_SECONDS + 10,
+        "NerNoHealthyWorker to fire",
+    )
     assert value(cluster, "ner:worker_instances:healthy") == 0
     record_figure("monitoring.no_healthy_alert_fires_s", fired_at - zero_at)
     assert fired_at - zero_at >= NO_HEALTHY_FOR_SECONDS - 2  # it waits out its `for:` window
     cluster.scale(2)
     back_at = time.monotonic()
-    resolved_at = first_moment(lambda: alert_state(cluster, "NerNoHealthyWorker") is None, DISCOVERY_SECONDS,
-                               "NerNoHealthyWorker to resolve")
+    resolved_at = first_moment(
+        lambda: alert_state(cluster, "NerNoHealthyWorker") is None, DISCOVERY_SECONDS, "NerNoHealthyWorker to resolve"
+    )
     record_figure("monitoring.no_healthy_alert_resolves_s", resolved_at - back_at)
 
 
@@ -196,13 +216,22 @@ def test_in_secured_mode_prometheus_reads_consul_with_a_read_only_token_of_its_o
     def every_job_up() -> bool:
         targets = api(secured, "targets", state="active")["activeTargets"]
         return {target["labels"]["job"]: target["health"] for target in targets} == {
-            "consul": "up", "gateway": "up", "ner-worker": "up", "prometheus": "up"}
+            "consul": "up",
+            "gateway": "up",
+            "ner-worker": "up",
+            "prometheus": "up",
+        }
+
     wait_for(every_job_up, DISCOVERY_SECONDS, "Consul's metrics and the worker scraped with the prometheus token")
     token = secured.token("prometheus")
     conf = (secured.config.run_dir / "prometheus" / "prometheus.yml").read_text()
     assert token not in conf and str(secured.token_file("prometheus")) in conf
     consul = secured.config.consul_url
-    register = requests.put(f"{consul}/v1/agent/service/register", json={"Name": "intruder", "Port": 1},
-                            headers={"X-Consul-Token": token}, timeout=5)
+    register = requests.put(
+        f"{consul}/v1/agent/service/register",
+        json={"Name": "intruder", "Port": 1},
+        headers={"X-Consul-Token": token},
+        timeout=5,
+    )
     assert register.status_code == 403
     assert requests.get(f"{consul}/v1/agent/metrics", params={"format": "prometheus"}, timeout=5).status_code == 403

@@ -1,4 +1,5 @@
 """reload-nginx.sh, consul-template's reload command: test first, reload, or keep the last good upstream."""
+
 from __future__ import annotations
 
 import shutil
@@ -23,21 +24,37 @@ def running_nginx():
     port = free_port()
     conf = prefix / "nginx.conf"
     upstream = prefix / "upstream.conf"
-    conf.write_text(fill_nginx_conf((REPO_ROOT / "nginx-template" / "nginx.conf.tmpl").read_text(),
-                                    prefix=str(prefix), upstream_conf=str(upstream), listen=f"127.0.0.1:{port}"))
+    conf.write_text(
+        fill_nginx_conf(
+            (REPO_ROOT / "nginx-template" / "nginx.conf.tmpl").read_text(),
+            prefix=str(prefix),
+            upstream_conf=str(upstream),
+            listen=f"127.0.0.1:{port}",
+        )
+    )
     upstream.write_text(GOOD)
-    nginx = ManagedProcess("nginx", [NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
-                           prefix / "nginx.out").start()
-    wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/gateway/health", timeout=1).ok, 10,
-               describe="nginx up", on_timeout=nginx.log_tail)
+    nginx = ManagedProcess(
+        "nginx", [NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")], prefix / "nginx.out"
+    ).start()
+    wait_until(
+        lambda: requests.get(f"http://127.0.0.1:{port}/gateway/health", timeout=1).ok,
+        10,
+        describe="nginx up",
+        on_timeout=nginx.log_tail,
+    )
     yield prefix, conf, upstream
     nginx.stop()
     shutil.rmtree(prefix, ignore_errors=True)
 
 
 def reload(prefix: Path, conf: Path, upstream: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SCRIPT), str(prefix), str(conf), str(upstream)], capture_output=True, text=True,
-                          timeout=30, env={"PATH": "/usr/sbin:/usr/bin:/bin", "NGINX_BIN": NGINX})
+    return subprocess.run(
+        [str(SCRIPT), str(prefix), str(conf), str(upstream)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/sbin:/usr/bin:/bin", "NGINX_BIN": NGINX},
+    )
 
 
 def test_a_valid_upstream_is_reloaded_and_remembered_as_good(running_nginx):

@@ -15,15 +15,32 @@ from worker.backends.cache import CachedBackend, RedisResults
 from worker.entities import Entity
 
 REDIS_SERVER = shutil.which("redis-server")
-pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed (apt-get install redis-server)")
+pytestmark = pytest.mark.skipif(
+    REDIS_SERVER is None, reason="redis-server is not installed (apt-get install redis-server)"
+)
 
 
 @pytest.fixture
 def redis_url(tmp_path):
     port = free_port()
     log = open(tmp_path / "redis.log", "wb")
-    server = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", str(tmp_path)], stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [
+            REDIS_SERVER,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     import redis
 
@@ -55,7 +72,9 @@ def test_one_workers_answer_serves_another_worker(redis_url):
     second = CachedBackend(second_model, size=10, redis=RedisResults.from_url(url, ttl_seconds=60))
     second.set_cache_observer(lambda *args: counts.append(args))
     answer = first.predict_batch(["张三在北京"])
-    assert second.predict_batch(["张三在北京"]) == answer == [[Entity("PER", 0, 2, "张三"), Entity("LOC", 3, 5, "北京")]]
+    assert (
+        second.predict_batch(["张三在北京"]) == answer == [[Entity("PER", 0, 2, "张三"), Entity("LOC", 3, 5, "北京")]]
+    )
     assert second_model.batches == []
     assert counts == [("memory", "miss", 1), ("redis", "hit", 1)]
 

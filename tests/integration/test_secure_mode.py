@@ -3,6 +3,7 @@ encryption, started by LocalCluster in secure mode, real nginx, real gunicorn wo
 
 One secure cluster for the module (1 worker, scaled to 2 and back): CPU stays modest.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,11 +48,17 @@ def secure() -> Iterator[tuple[LocalCluster, list[str]]]:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def consul(cluster: LocalCluster, method: str, path: str, token: str | None = None,
-           body: object = None) -> requests.Response:
+def consul(
+    cluster: LocalCluster, method: str, path: str, token: str | None = None, body: object = None
+) -> requests.Response:
     headers = {"X-Consul-Token": token} if token else {}
-    return requests.request(method, cluster.config.consul_url + path, headers=headers, timeout=5,
-                            data=None if body is None else json.dumps(body))
+    return requests.request(
+        method,
+        cluster.config.consul_url + path,
+        headers=headers,
+        timeout=5,
+        data=None if body is None else json.dumps(body),
+    )
 
 
 def worker_ids(cluster: LocalCluster) -> set[str]:
@@ -62,8 +69,9 @@ def worker_ids(cluster: LocalCluster) -> set[str]:
 def wait_not_rate_limited(cluster: LocalCluster) -> None:
     """The test client's bucket refills (BURST at RATE takes 2 s) before other tests use the gateway."""
     url = f"{cluster.config.gateway_url}/v1/ner"
-    wait_for(lambda: requests.post(url, json=TEXT, timeout=5).status_code != 429, 10, "rate limit to clear",
-             interval=0.5)
+    wait_for(
+        lambda: requests.post(url, json=TEXT, timeout=5).status_code != 429, 10, "rate limit to clear", interval=0.5
+    )
     time.sleep(BURST / 5)
 
 
@@ -92,9 +100,17 @@ def test_anonymous_or_wrong_tokens_can_neither_register_deregister_nor_read_toke
     for token in (None, wrong, cluster.token("gateway")):
         register = consul(cluster, "PUT", "/v1/agent/service/register", token, definition)
         assert register.status_code == 403, register.text
-        catalog = consul(cluster, "PUT", "/v1/catalog/register", token,
-                         {"Node": "ner-local", "Address": "127.0.0.1",
-                          "Service": {"Service": "ner-worker", "ID": "intruder-1", "Port": 9}})
+        catalog = consul(
+            cluster,
+            "PUT",
+            "/v1/catalog/register",
+            token,
+            {
+                "Node": "ner-local",
+                "Address": "127.0.0.1",
+                "Service": {"Service": "ner-worker", "ID": "intruder-1", "Port": 9},
+            },
+        )
         assert catalog.status_code == 403, catalog.text
         deregister = consul(cluster, "PUT", f"/v1/agent/service/deregister/{victim}", token)
         assert deregister.status_code == 403, deregister.text
@@ -108,8 +124,9 @@ def test_anonymous_or_wrong_tokens_can_neither_register_deregister_nor_read_toke
     assert "Permission denied" in consul(cluster, "PUT", "/v1/agent/service/register", None, definition).text
     assert "ACL not found" in consul(cluster, "PUT", "/v1/agent/service/register", wrong, definition).text
     # A worker's token is for its own service name only.
-    other = consul(cluster, "PUT", "/v1/agent/service/register", cluster.token("worker"),
-                   {**definition, "Name": "other-service"})
+    other = consul(
+        cluster, "PUT", "/v1/agent/service/register", cluster.token("worker"), {**definition, "Name": "other-service"}
+    )
     assert other.status_code == 403
     # Nothing changed, and anonymous reads see nothing at all.
     assert victim in worker_ids(cluster) and "intruder-1" not in worker_ids(cluster)
@@ -125,8 +142,11 @@ def test_workers_with_their_token_register_pass_drain_and_deregister_and_the_ren
     new = worker_ids(cluster) - before
     assert len(new) == 1
     ports = {proc.port for proc in cluster.workers().values()}
-    wait_for(lambda: all(f":{port} " in upstream.read_text() for port in ports), 10,
-             "both workers in the upstream (renderer, read token)")
+    wait_for(
+        lambda: all(f":{port} " in upstream.read_text() for port in ports),
+        10,
+        "both workers in the upstream (renderer, read token)",
+    )
     wait_not_rate_limited(cluster)  # scale() itself sent requests until both workers answered
     served = set()
     for _ in range(8):
@@ -141,8 +161,7 @@ def test_workers_with_their_token_register_pass_drain_and_deregister_and_the_ren
     assert worker_ids(cluster) == before
     wait_for(lambda: f":{leaving.port} " not in upstream.read_text(), 10, "drained worker out of the upstream")
     log = Path(leaving.log).read_text()
-    for event in ("registrar.registered", "registrar.maintenance", "registrar.drained",
-                  "registrar.deregistered"):
+    for event in ("registrar.registered", "registrar.maintenance", "registrar.drained", "registrar.deregistered"):
         assert event in log, f"{event} missing from {leaving.log}"
     assert "registrar.consul_error" not in log and "Permission denied" not in log
     renderer_log = Path(cluster.live()["renderer"].log).read_text()
@@ -159,10 +178,10 @@ def test_the_rate_limit_answers_json_429_with_retry_after_past_its_burst(secure,
     assert_gateway_429(limited)
     # The gateway's own health URL is never limited, even for a client that is.
     assert requests.get(url, timeout=5).status_code == 429
-    assert all(requests.get(f"{cluster.config.gateway_url}/gateway/health", timeout=5).status_code == 200
-               for _ in range(20))
-    waited = wait_for(lambda: requests.get(url, timeout=5).status_code != 429, 5, "served again",
-                      interval=0.05)
+    assert all(
+        requests.get(f"{cluster.config.gateway_url}/gateway/health", timeout=5).status_code == 200 for _ in range(20)
+    )
+    waited = wait_for(lambda: requests.get(url, timeout=5).status_code != 429, 5, "served again", interval=0.05)
     record_figure("secure.rate_limit_requests_before_429", len(statuses) - 1)
     record_figure("secure.rate_limit_served_again_after_s", waited)
     error_log = (cluster.nginx_dir() / "error.log").read_text()
@@ -185,8 +204,11 @@ def test_consul_restart_keeps_acl_state_and_tokens(secure, record_figure):
     assert "ACLs in place" in said[-1]
     again = ensure_acls(f"127.0.0.1:{cluster.config.consul_http_port}", store)
     assert again.created == [] and not again.bootstrapped
-    wait_for(lambda: worker_ids(cluster) == ids and len(cluster.passing()) == len(ids), 30,
-             "the worker passing again after the restart")
+    wait_for(
+        lambda: worker_ids(cluster) == ids and len(cluster.passing()) == len(ids),
+        30,
+        "the worker passing again after the restart",
+    )
     cluster.wait_gateway_serving()
 
 
@@ -205,19 +227,34 @@ def test_secrets_are_0600_files_and_never_appear_in_logs_or_output(secure):
     store = cluster.secrets()
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o700
     secrets = store.all_secrets()
-    assert set(secrets) == {"bootstrap.token", "operator.token", "worker.token", "gateway.token",
-                            "agent.token", "consul-gossip.json"}
+    assert set(secrets) == {
+        "bootstrap.token",
+        "operator.token",
+        "worker.token",
+        "gateway.token",
+        "agent.token",
+        "consul-gossip.json",
+    }
     for name in secrets:
         assert stat.S_IMODE(store.file(name).stat().st_mode) == 0o600, name
     # Nothing secret in the repository either: the gossip key and tokens are only generated.
     assert not any(value in (REPO_ROOT / "consul" / "secure.hcl").read_text() for value in secrets.values())
 
-    env = {**os.environ, "NER_RUN_DIR": str(cluster.config.run_dir),
-           "NER_CONSUL_HTTP_PORT": str(cluster.config.consul_http_port),
-           "NER_GATEWAY_LISTEN": f"127.0.0.1:{cluster.config.gateway_port}"}
+    env = {
+        **os.environ,
+        "NER_RUN_DIR": str(cluster.config.run_dir),
+        "NER_CONSUL_HTTP_PORT": str(cluster.config.consul_http_port),
+        "NER_GATEWAY_LISTEN": f"127.0.0.1:{cluster.config.gateway_port}",
+    }
     env.pop("CONSUL_HTTP_TOKEN", None)
-    status = subprocess.run([str(cluster.config.python), "-m", "scripts.cluster", "status"], cwd=REPO_ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    status = subprocess.run(
+        [str(cluster.config.python), "-m", "scripts.cluster", "status"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert status.returncode == 0, status.stderr
     assert "ner-worker-" in status.stdout  # the operator token was used: the instance is listed
 
@@ -228,8 +265,12 @@ def test_secrets_are_0600_files_and_never_appear_in_logs_or_output(secure):
         if path.is_file() and parts[0] not in ("secrets", "consul-data"):
             scanned[str(path)] = path.read_text(errors="replace")
     assert any(name.endswith("consul.log") for name in scanned) and any("worker-1" in n for n in scanned)
-    leaks = [(name, secret) for secret, value in secrets.items() for name, text in scanned.items()
-             if value in text or value.replace("-", "") in text]
+    leaks = [
+        (name, secret)
+        for secret, value in secrets.items()
+        for name, text in scanned.items()
+        if value in text or value.replace("-", "") in text
+    ]
     assert leaks == []
 
 
@@ -240,16 +281,19 @@ def test_nginx_config_passes_nginx_t_in_both_modes_and_without_a_limits_snippet(
     assert check.returncode == 0, check.stderr
     assert "rate=5r/s" in (cluster.nginx_dir() / "limits.d" / "rate.conf").read_text()
     # The same template with a normal-mode snippet, and with none (upstream_renderer fill-nginx-conf users).
-    normal = LocalCluster(replace(cluster.config, run_dir=tmp_path, secure=False, gateway_rate="",
-                                  gateway_burst=""), say=lambda message: None)
+    normal = LocalCluster(
+        replace(cluster.config, run_dir=tmp_path, secure=False, gateway_rate="", gateway_burst=""),
+        say=lambda message: None,
+    )
     write_nginx_conf(normal.config, secure=False)
     shutil.copy(cluster.nginx_dir() / "upstream.conf", normal.nginx_dir() / "upstream.conf")
     assert "rate=1000r/s" in (normal.nginx_dir() / "limits.d" / "rate.conf").read_text()
     for remove in (False, True):
         if remove:
             (normal.nginx_dir() / "limits.d" / "rate.conf").unlink()
-        check = subprocess.run([cluster.config.nginx_bin, "-t", *normal.nginx_args()], capture_output=True,
-                               text=True, timeout=30)
+        check = subprocess.run(
+            [cluster.config.nginx_bin, "-t", *normal.nginx_args()], capture_output=True, text=True, timeout=30
+        )
         assert check.returncode == 0, check.stderr
 
 

@@ -6,6 +6,7 @@ that resends on a reset keep-alive connection loses nothing. `down` right after 
 and `up` right after works. Figures go to test-artifacts/figures.jsonl; `make heal` prints the
 table of docs/RELIABILITY.md.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,7 +55,8 @@ def nothing_left(cluster: LocalCluster, ports: list[int]) -> list[str]:
 
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_a_program_killed_under_load_runs_again_and_the_cluster_is_whole_with_no_failed_request(
-        whole, program, record_figure):
+    whole, program, record_figure
+):
     healed = kill_and_heal(whole, program)
     record_figure(f"heal.{program}.running_again_s", healed.running_again_s)
     record_figure(f"heal.{program}.serving_again_s", healed.serving_again_s)
@@ -72,8 +74,9 @@ def test_a_program_killed_under_load_runs_again_and_the_cluster_is_whole_with_no
 def test_after_nginx_master_is_killed_a_worker_started_later_gets_traffic(whole):
     master = whole.live()["nginx"].pid
     os.kill(master, signal.SIGKILL)
-    wait_for(lambda: whole.live().get("nginx") is not None and whole.live()["nginx"].pid != master, 10,
-             "nginx running again")
+    wait_for(
+        lambda: whole.live().get("nginx") is not None and whole.live()["nginx"].pid != master, 10, "nginx running again"
+    )
     whole.wait_gateway_serving(timeout=10)
     new = whole.start_worker()
     wait_for(lambda: new.port in {s["Port"] for s in whole.passing()}, 30, "the new worker passing")
@@ -82,6 +85,7 @@ def test_after_nginx_master_is_killed_a_worker_started_later_gets_traffic(whole)
     def served_by_new() -> bool:
         response = requests.post(f"{whole.config.gateway_url}/v1/ner", json=TEXT, timeout=5)
         return response.headers.get("X-Worker-Id") == new_id
+
     wait_for(served_by_new, 10, "traffic on the worker started after the restart", interval=0.02)
     assert not pid_alive(master)
 
@@ -110,8 +114,11 @@ def test_up_after_the_supervisor_itself_was_killed_takes_over_without_duplicates
     os.kill(whole.supervisor.daemon_pid(), signal.SIGKILL)
     whole.up(2)
     wait_full_shape(whole, 2)
-    masters = [pid for pid in pids_under(whole.config.run_dir / "work" / "nginx")
-               if open(f"/proc/{pid}/cmdline").read().startswith("nginx: master")]
+    masters = [
+        pid
+        for pid in pids_under(whole.config.run_dir / "work" / "nginx")
+        if open(f"/proc/{pid}/cmdline").read().startswith("nginx: master")
+    ]
     assert len(masters) == 1
     assert len(whole.workers()) == 2
 
@@ -142,12 +149,20 @@ def test_twenty_random_kills_over_two_minutes_lose_no_request_and_down_leaves_no
 
 
 def test_status_piped_into_a_reader_that_went_away_exits_cleanly(cluster):
-    env = {**os.environ, "NER_RUN_DIR": str(cluster.config.run_dir),
-           "NER_CONSUL_HTTP_PORT": str(cluster.config.consul_http_port),
-           "NER_GATEWAY_LISTEN": f"127.0.0.1:{cluster.config.gateway_port}",
-           "NER_WORKER_BASE_PORT": str(cluster.config.worker_base_port)}
-    status = subprocess.Popen([sys.executable, "-m", "scripts.cluster", "status"], env=env, cwd=REPO_ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "NER_RUN_DIR": str(cluster.config.run_dir),
+        "NER_CONSUL_HTTP_PORT": str(cluster.config.consul_http_port),
+        "NER_GATEWAY_LISTEN": f"127.0.0.1:{cluster.config.gateway_port}",
+        "NER_WORKER_BASE_PORT": str(cluster.config.worker_base_port),
+    }
+    status = subprocess.Popen(
+        [sys.executable, "-m", "scripts.cluster", "status"],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     status.stdout.close()  # like `| head` that has already exited: every write gets EPIPE
     _, stderr = status.communicate(timeout=60)
     assert status.returncode == 0, stderr.decode()
@@ -157,8 +172,11 @@ def test_status_piped_into_a_reader_that_went_away_exits_cleanly(cluster):
 def test_status_shows_state_uptime_and_restarts_of_every_program(whole, capsys):
     victim = whole.live()["renderer"].pid
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: (state := whole.supervisor.state("renderer")) is not None and state.running
-             and state.pid != victim, 10, "renderer RUNNING again")  # RUNNING one second after it started
+    wait_for(
+        lambda: (state := whole.supervisor.state("renderer")) is not None and state.running and state.pid != victim,
+        10,
+        "renderer RUNNING again",
+    )  # RUNNING one second after it started
     whole.print_status()
     lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
     for name in ("consul", "nginx", "renderer", "worker-1", "worker-2"):

@@ -1,4 +1,5 @@
 """The web page at / as a user drives it in a real browser, through the gateway of a real cluster."""
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,8 @@ CANDIDATES = [
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-    reason="needs the Debian packages chromium and chromium-driver (scripts/setup.sh installs them)")
+    reason="needs the Debian packages chromium and chromium-driver (scripts/setup.sh installs them)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +40,18 @@ def browser() -> Iterator["object"]:
     profile = tempfile.mkdtemp(prefix="ner-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-dev-shm-usage", "--window-size=1200,1500", f"--user-data-dir={profile}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,1500",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
     # The performance log carries the response headers the page received (CDP Network events).
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
@@ -69,11 +80,15 @@ def submit(driver, text: str, typed: bool = True) -> None:
     if typed:
         box.send_keys(text)
     else:
-        driver.execute_script("arguments[0].value = arguments[1];"
-                              "arguments[0].dispatchEvent(new Event('input'));", box, text)
+        driver.execute_script(
+            "arguments[0].value = arguments[1];arguments[0].dispatchEvent(new Event('input'));", box, text
+        )
     driver.find_element("id", "submit").click()
-    wait_for(lambda: driver.find_element("id", "result").is_displayed()
-             or driver.find_element("id", "error").is_displayed(), 30, "a result or an error")
+    wait_for(
+        lambda: driver.find_element("id", "result").is_displayed() or driver.find_element("id", "error").is_displayed(),
+        30,
+        "a result or an error",
+    )
 
 
 def api_entities(gateway: str, text: str) -> list[dict]:
@@ -92,9 +107,15 @@ def text_with_entities(gateway: str) -> tuple[str, list[dict]]:
 
 def highlighted(driver) -> list[dict]:
     """The marks in the highlighted text, read back as entities."""
-    return [{"type": mark.get_attribute("data-type"), "start": int(mark.get_attribute("data-start")),
-             "end": int(mark.get_attribute("data-end")), "span": mark.text}
-            for mark in driver.find_elements("css selector", "#highlighted mark")]
+    return [
+        {
+            "type": mark.get_attribute("data-type"),
+            "start": int(mark.get_attribute("data-start")),
+            "end": int(mark.get_attribute("data-end")),
+            "span": mark.text,
+        }
+        for mark in driver.find_elements("css selector", "#highlighted mark")
+    ]
 
 
 def listed(driver) -> list[dict]:
@@ -159,8 +180,11 @@ def test_with_no_worker_the_page_shows_the_503_message_from_the_gateway(page, tw
     url = f"{two_workers.config.gateway_url}/v1/ner"
     two_workers.scale(0)
     try:
-        wait_for(lambda: requests.post(url, json={"text": "北京"}, timeout=5).status_code == 503, 10,
-                 "the gateway to answer 503")
+        wait_for(
+            lambda: requests.post(url, json={"text": "北京"}, timeout=5).status_code == 503,
+            10,
+            "the gateway to answer 503",
+        )
         submit(page, CANDIDATES[0])
         message = error_text(page)
         assert "No worker is available right now (503)" in message

@@ -1,4 +1,5 @@
 """Three hosts A, B, C: a Consul server on each, workers on B and C, the gateway on A."""
+
 from __future__ import annotations
 
 import json
@@ -128,16 +129,31 @@ def start_cluster(workdir: Path, record) -> Iterator[MultiHostCluster]:
         started = time.monotonic()
         for name in HOST_INDEX:
             cluster.start_consul(name, bootstrap=name == FIRST_LEADER)
-        took = wait_for(lambda: cluster.leader("a") == FIRST_LEADER and all(cluster.peers(n) == 3 for n in HOST_INDEX),
-                        60, "3 Consul servers with a leader", interval=0.2, on_timeout=cluster.logs)
+        took = wait_for(
+            lambda: cluster.leader("a") == FIRST_LEADER and all(cluster.peers(n) == 3 for n in HOST_INDEX),
+            60,
+            "3 Consul servers with a leader",
+            interval=0.2,
+            on_timeout=cluster.logs,
+        )
         record("multihost_consul_cluster_formed_s", took)
         for name in WORKER_HOSTS:
             cluster.workers[name] = start_worker(cluster.host(name), workdir)
         cluster.gateway = start_gateway(cluster.host("a"), workdir / "gateway")
-        wait_for(lambda: len(cluster.passing_addresses()) == len(WORKER_HOSTS), 240, "workers on B and C passing",
-                 interval=0.5, on_timeout=cluster.logs)
-        wait_for(lambda: cluster.upstream_hosts() == set(WORKER_HOSTS) and cluster.gateway_serves(), 60,
-                 "the gateway routing to B and C", interval=0.3, on_timeout=cluster.logs)
+        wait_for(
+            lambda: len(cluster.passing_addresses()) == len(WORKER_HOSTS),
+            240,
+            "workers on B and C passing",
+            interval=0.5,
+            on_timeout=cluster.logs,
+        )
+        wait_for(
+            lambda: cluster.upstream_hosts() == set(WORKER_HOSTS) and cluster.gateway_serves(),
+            60,
+            "the gateway routing to B and C",
+            interval=0.3,
+            on_timeout=cluster.logs,
+        )
         # Joined servers vote only after autopilot promotes them (10 s); before that, losing
         # one server loses the quorum.
         wait_for(lambda: cluster.voters("a") == 3, 60, "3 Raft voters", interval=0.5, on_timeout=cluster.logs)
@@ -160,8 +176,19 @@ class LoopRun:
         out, stop_file = base.with_suffix(".jsonl"), base.with_suffix(".stop")
         out.unlink(missing_ok=True)
         stop_file.unlink(missing_ok=True)
-        argv = host.argv([str(PYTHON), "-m", "tests.multihost.request_loop", url, str(out),
-                          "--max-seconds", str(max_seconds), "--stop-file", str(stop_file)])
+        argv = host.argv(
+            [
+                str(PYTHON),
+                "-m",
+                "tests.multihost.request_loop",
+                url,
+                str(out),
+                "--max-seconds",
+                str(max_seconds),
+                "--stop-file",
+                str(stop_file),
+            ]
+        )
         process = ManagedProcess(name=base.name, argv=argv, log_path=base.with_suffix(".log"), cwd=REPO_ROOT).start()
         run = cls(process=process, out=out, stop_file=stop_file)
         wait_for(lambda: len(run.outcomes()) >= 3, 30, "the request loop's first answers", on_timeout=process.log_tail)

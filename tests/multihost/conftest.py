@@ -1,4 +1,5 @@
 """Multi-host tests run only when asked (`make test-multihost`): they need root and take minutes."""
+
 from __future__ import annotations
 
 import pytest

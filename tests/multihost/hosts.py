@@ -1,4 +1,5 @@
 """The cluster's processes started inside host namespaces: Consul servers, workers, the gateway."""
+
 from __future__ import annotations
 
 import json
@@ -65,9 +66,11 @@ def start_consul_server(host: Host, peers: list[Host], workdir: Path, bootstrap:
     }
     path = workdir / f"consul-{host.name}.json"
     path.write_text(json.dumps(config))
-    return ManagedProcess(name=f"consul-{host.name}",
-                          argv=host.argv([str(LOCAL_BIN / "consul"), "agent", f"-config-file={path}"]),
-                          log_path=workdir / f"consul-{host.name}.log").start()
+    return ManagedProcess(
+        name=f"consul-{host.name}",
+        argv=host.argv([str(LOCAL_BIN / "consul"), "agent", f"-config-file={path}"]),
+        log_path=workdir / f"consul-{host.name}.log",
+    ).start()
 
 
 def start_worker(host: Host, workdir: Path, port: int = WORKER_PORT) -> ManagedProcess:
@@ -84,8 +87,18 @@ def start_worker(host: Host, workdir: Path, port: int = WORKER_PORT) -> ManagedP
         "NER_TORCH_THREADS": "1",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics" / name),
     }
-    argv = host.argv([str(PYTHON), "-m", "gunicorn", "-c", str(REPO_ROOT / "worker/gunicorn.conf.py"),
-                      "--name", f"ner-{name}", "worker.app:get_app()"])
+    argv = host.argv(
+        [
+            str(PYTHON),
+            "-m",
+            "gunicorn",
+            "-c",
+            str(REPO_ROOT / "worker/gunicorn.conf.py"),
+            "--name",
+            f"ner-{name}",
+            "worker.app:get_app()",
+        ]
+    )
     return ManagedProcess(name=name, argv=argv, log_path=workdir / f"{name}.log", env=env).start()
 
 
@@ -112,8 +125,9 @@ class Gateway:
             text = self.upstream_file.read_text()
         except FileNotFoundError:
             return []
-        return [line.split()[1] for line in text.splitlines()
-                if line.strip().startswith("server ") and " down;" not in line]
+        return [
+            line.split()[1] for line in text.splitlines() if line.strip().startswith("server ") and " down;" not in line
+        ]
 
     def stop(self) -> None:
         self.renderer.stop(timeout=5)
@@ -127,20 +141,42 @@ def start_gateway(host: Host, prefix: Path, nginx_bin: str = "/usr/sbin/nginx") 
     (prefix / "logs").mkdir(exist_ok=True)
     (prefix / "limits.d").mkdir(exist_ok=True)
     template = string.Template((REPO_ROOT / "nginx-template" / "nginx.conf.tmpl").read_text())
-    (prefix / "nginx.conf").write_text(template.substitute(
-        PREFIX=str(prefix), LISTEN=f"{host.address}:{GATEWAY_PORT}",
-        UPSTREAM_CONF=str(prefix / "upstream.conf")))
-    renderer_argv = [str(PYTHON), "-m", "upstream_renderer",
-                     "--consul", f"{host.address}:{CONSUL_PORT}", "--out", str(prefix / "upstream.conf"),
-                     "--nginx-bin", nginx_bin, "--nginx-prefix", str(prefix),
-                     "--nginx-conf", str(prefix / "nginx.conf")]
+    (prefix / "nginx.conf").write_text(
+        template.substitute(
+            PREFIX=str(prefix), LISTEN=f"{host.address}:{GATEWAY_PORT}", UPSTREAM_CONF=str(prefix / "upstream.conf")
+        )
+    )
+    renderer_argv = [
+        str(PYTHON),
+        "-m",
+        "upstream_renderer",
+        "--consul",
+        f"{host.address}:{CONSUL_PORT}",
+        "--out",
+        str(prefix / "upstream.conf"),
+        "--nginx-bin",
+        nginx_bin,
+        "--nginx-prefix",
+        str(prefix),
+        "--nginx-conf",
+        str(prefix / "nginx.conf"),
+    ]
     renderer_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "nginx-template")}  # where the package is
-    subprocess.run(host.argv([*renderer_argv, "--once", "--no-reload"]), check=True,
-                   capture_output=True, timeout=30, env=renderer_env)
-    nginx = ManagedProcess(name="nginx", argv=host.argv([nginx_bin, "-p", str(prefix), "-c",
-                                                         str(prefix / "nginx.conf"), "-e",
-                                                         str(prefix / "error.log")]),
-                           log_path=prefix / "nginx.out").start()
-    renderer = ManagedProcess(name="renderer", argv=host.argv(renderer_argv),
-                              log_path=prefix / "renderer.log", env=renderer_env).start()
+    subprocess.run(
+        host.argv([*renderer_argv, "--once", "--no-reload"]),
+        check=True,
+        capture_output=True,
+        timeout=30,
+        env=renderer_env,
+    )
+    nginx = ManagedProcess(
+        name="nginx",
+        argv=host.argv(
+            [nginx_bin, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
+        ),
+        log_path=prefix / "nginx.out",
+    ).start()
+    renderer = ManagedProcess(
+        name="renderer", argv=host.argv(renderer_argv), log_path=prefix / "renderer.log", env=renderer_env
+    ).start()
     return Gateway(host=host, prefix=prefix, nginx=nginx, renderer=renderer)

@@ -5,6 +5,7 @@ other veth ends and the bridge live in a namespace of their own, so the machine'
 network namespace and interfaces are never touched. Cutting a host's link sets its
 bridge-side veth down.
 """
+
 from __future__ import annotations
 
 import os
@@ -84,12 +85,28 @@ class Network:
 
     def add_host(self, name: str, index: int) -> Host:
         """Namespace + veth pair made inside the bridge namespace, its peer moved to the host."""
-        host = Host(name=name, netns=f"{PREFIX}-{self.tag}-{name}",
-                    address=f"{self.subnet_prefix}.{index}", bridge_port=f"v{name}")
+        host = Host(
+            name=name,
+            netns=f"{PREFIX}-{self.tag}-{name}",
+            address=f"{self.subnet_prefix}.{index}",
+            bridge_port=f"v{name}",
+        )
         ip("netns", "add", host.netns)
         self.hosts[name] = host
-        ip("-n", self.bridge_netns, "link", "add", host.bridge_port, "type", "veth",
-           "peer", "name", "eth0", "netns", host.netns)
+        ip(
+            "-n",
+            self.bridge_netns,
+            "link",
+            "add",
+            host.bridge_port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            host.netns,
+        )
         ip("-n", self.bridge_netns, "link", "set", host.bridge_port, "master", "br0")
         ip("-n", self.bridge_netns, "link", "set", host.bridge_port, "up")
         ip("-n", host.netns, "addr", "add", f"{host.address}/24", "dev", "eth0")

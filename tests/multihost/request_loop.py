@@ -7,6 +7,7 @@ answer or a 5xx; the line records the first attempt's result and the final one. 
 time.monotonic(), the same clock in every namespace, so the test can line them up with the
 moments it cut a link or killed a server.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,17 @@ def attempt(session: requests.Session, url: str, timeout: float) -> tuple[int | 
         return None, None
 
 
-def run(url: str, out: Path, max_seconds: float, max_requests: int, stop_file: Path,
-        attempts: int, backoff: float, timeout: float, pause: float) -> None:
+def run(
+    url: str,
+    out: Path,
+    max_seconds: float,
+    max_requests: int,
+    stop_file: Path,
+    attempts: int,
+    backoff: float,
+    timeout: float,
+    pause: float,
+) -> None:
     deadline = time.monotonic() + max_seconds
     session = requests.Session()
     with open(out, "a", buffering=1) as sink:
@@ -48,8 +58,19 @@ def run(url: str, out: Path, max_seconds: float, max_requests: int, stop_file: P
                 if final is not None and final < 500:
                     break
                 time.sleep(backoff)
-            sink.write(json.dumps({"sent": sent, "took": time.monotonic() - sent, "first": first,
-                                   "status": final, "tries": tries, "worker": worker}) + "\n")
+            sink.write(
+                json.dumps(
+                    {
+                        "sent": sent,
+                        "took": time.monotonic() - sent,
+                        "first": first,
+                        "status": final,
+                        "tries": tries,
+                        "worker": worker,
+                    }
+                )
+                + "\n"
+            )
             time.sleep(pause)
 
 
@@ -66,8 +87,17 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0.02)
     args = parser.parse_args()
     os.environ.setdefault("NO_PROXY", "*")
-    run(args.url, args.out, args.max_seconds, args.max_requests, args.stop_file,
-        args.attempts, args.backoff, args.timeout, args.pause)
+    run(
+        args.url,
+        args.out,
+        args.max_seconds,
+        args.max_requests,
+        args.stop_file,
+        args.attempts,
+        args.backoff,
+        args.timeout,
+        args.pause,
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Hosts A, B, C each run a Consul server; workers on B and C register with their o
 agent under their host address; the gateway (nginx + the upstream_renderer package) on A reads A's agent.
 Every request comes from a bounded, retrying client inside A.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -59,8 +60,9 @@ def test_gateway_on_a_reaches_workers_on_b_and_c(cluster: MultiHostCluster) -> N
     assert hosts["b"] > 0 and hosts["c"] > 0, hosts
 
 
-def test_cut_link_drops_host_b_within_15s_and_restoring_brings_it_back(cluster: MultiHostCluster,
-                                                                       record_figure) -> None:
+def test_cut_link_drops_host_b_within_15s_and_restoring_brings_it_back(
+    cluster: MultiHostCluster, record_figure
+) -> None:
     on_b = {i for i, a in cluster.passing_addresses().items() if a == cluster.host("b").address}
     leader_before = cluster.leader("a")
     loop = cluster.request_loop("cut-link", max_seconds=150)
@@ -70,16 +72,29 @@ def test_cut_link_drops_host_b_within_15s_and_restoring_brings_it_back(cluster: 
         cut_at = time.monotonic()
         cluster.net.cut("b")
         cut = True
-        removed = wait_for(lambda: "b" not in cluster.upstream_hosts(), 30, "host B out of the gateway's upstream",
-                           interval=0.1, on_timeout=cluster.logs)
+        removed = wait_for(
+            lambda: "b" not in cluster.upstream_hosts(),
+            30,
+            "host B out of the gateway's upstream",
+            interval=0.1,
+            on_timeout=cluster.logs,
+        )
         wait_outcomes(loop.outcomes, SETTLE_OUTCOMES)  # served by C alone
         restored_at = time.monotonic()
         cluster.net.restore("b")
         cut = False
-        back = wait_for(lambda: "b" in cluster.upstream_hosts(), 90, "host B back in the gateway's upstream",
-                        interval=0.1, on_timeout=cluster.logs)
-        wait_for(lambda: any(o["sent"] > restored_at + back and o["worker"] in on_b for o in loop.outcomes()), 30,
-                 "a request served on B again")
+        back = wait_for(
+            lambda: "b" in cluster.upstream_hosts(),
+            90,
+            "host B back in the gateway's upstream",
+            interval=0.1,
+            on_timeout=cluster.logs,
+        )
+        wait_for(
+            lambda: any(o["sent"] > restored_at + back and o["worker"] in on_b for o in loop.outcomes()),
+            30,
+            "a request served on B again",
+        )
     finally:
         if cut:
             cluster.net.restore("b")  # the next test needs all three hosts
@@ -96,7 +111,8 @@ def test_cut_link_drops_host_b_within_15s_and_restoring_brings_it_back(cluster: 
 
 
 def test_killing_the_consul_leader_elects_another_and_the_gateway_keeps_serving(
-        cluster: MultiHostCluster, record_figure) -> None:
+    cluster: MultiHostCluster, record_figure
+) -> None:
     wait_for(lambda: cluster.voters("a") == 3, 60, "3 Raft voters", interval=0.5, on_timeout=cluster.logs)
     old = cluster.leader("a")
     assert old is not None
@@ -106,15 +122,25 @@ def test_killing_the_consul_leader_elects_another_and_the_gateway_keeps_serving(
         wait_outcomes(loop.outcomes, SETTLE_OUTCOMES)
         killed_at = time.monotonic()
         cluster.kill_consul(old)
-        elected = wait_for(lambda: cluster.leader(survivors[0]) in survivors
-                           and cluster.leader(survivors[1]) == cluster.leader(survivors[0]),
-                           30, "a new leader", interval=0.1, on_timeout=cluster.logs)
+        elected = wait_for(
+            lambda: cluster.leader(survivors[0]) in survivors
+            and cluster.leader(survivors[1]) == cluster.leader(survivors[0]),
+            30,
+            "a new leader",
+            interval=0.1,
+            on_timeout=cluster.logs,
+        )
         wait_outcomes(loop.outcomes, SETTLE_OUTCOMES)  # served under the new leader
         cluster.start_consul(old)
-        rejoined = wait_for(lambda: all(cluster.peers(n) == 3 for n in cluster.net.hosts)
-                            and len(cluster.passing_addresses()) == 2
-                            and cluster.upstream_hosts() == {"b", "c"}, 90,
-                            "the old leader back and both workers routed", interval=0.2, on_timeout=cluster.logs)
+        rejoined = wait_for(
+            lambda: all(cluster.peers(n) == 3 for n in cluster.net.hosts)
+            and len(cluster.passing_addresses()) == 2
+            and cluster.upstream_hosts() == {"b", "c"},
+            90,
+            "the old leader back and both workers routed",
+            interval=0.2,
+            on_timeout=cluster.logs,
+        )
     finally:
         outcomes = loop.stop()
 

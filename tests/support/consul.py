@@ -1,4 +1,5 @@
 """A real Consul dev agent on free loopback ports, for integration tests."""
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,14 @@ def start_consul(workdir: Path, name: str = "consul") -> ConsulAgent:
         "node_name": f"test-{name}",
         "bind_addr": "127.0.0.1",
         "client_addr": "127.0.0.1",
-        "ports": {"http": http_port, "dns": -1, "grpc": -1,
-                  "serf_lan": free_port(), "serf_wan": free_port(), "server": free_port()},
+        "ports": {
+            "http": http_port,
+            "dns": -1,
+            "grpc": -1,
+            "serf_lan": free_port(),
+            "serf_wan": free_port(),
+            "server": free_port(),
+        },
         "log_level": "INFO",
     }
     config_path = workdir / f"{name}.json"

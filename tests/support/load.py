@@ -1,4 +1,5 @@
 """A bounded request loop through the gateway, run beside a failure to count what clients see."""
+
 from __future__ import annotations
 
 import threading
@@ -49,8 +50,9 @@ class RequestLoop:
             sent = time.monotonic()
             next_at = sent + self.interval
             try:
-                response = requests.post(self.url, json=self.payload, timeout=self.timeout,
-                                         headers={"Connection": "close"})
+                response = requests.post(
+                    self.url, json=self.payload, timeout=self.timeout, headers={"Connection": "close"}
+                )
                 self.outcomes.append(Outcome(sent, response.status_code, response.headers.get("X-Worker-Id")))
             except requests.RequestException as error:
                 self.outcomes.append(Outcome(sent, None, None, error=type(error).__name__))

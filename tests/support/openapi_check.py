@@ -1,4 +1,5 @@
 """Check a real HTTP response against the service's OpenAPI document: status, headers, media type, body."""
+
 from __future__ import annotations
 
 import json
@@ -17,10 +18,12 @@ def _pointer(*parts: str) -> str:
 
 def documented_statuses(doc: Mapping[str, Any]) -> set[tuple[str, str, str]]:
     """Every (method, path, status) the document promises."""
-    return {(method.upper(), path, status)
-            for path, item in doc["paths"].items()
-            for method, operation in item.items()
-            for status in operation["responses"]}
+    return {
+        (method.upper(), path, status)
+        for path, item in doc["paths"].items()
+        for method, operation in item.items()
+        for status in operation["responses"]
+    }
 
 
 def _resolve(doc: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -39,8 +42,9 @@ def _validate_schema(doc: Mapping[str, Any], pointer: str, instance: Any) -> Non
     OAS31Validator({"$ref": f"{DOC_URI}#/{pointer}"}, registry=registry).validate(instance)
 
 
-def validate_response(doc: Mapping[str, Any], method: str, path: str, status: int,
-                      headers: Mapping[str, str], body: bytes) -> None:
+def validate_response(
+    doc: Mapping[str, Any], method: str, path: str, status: int, headers: Mapping[str, str], body: bytes
+) -> None:
     """Raise AssertionError (or a jsonschema ValidationError) naming what the document does not allow."""
     operation = doc["paths"].get(path, {}).get(method.lower())
     assert operation is not None, f"{method} {path} is not documented"
@@ -58,9 +62,7 @@ def validate_response(doc: Mapping[str, Any], method: str, path: str, status: in
 
     media_type = lowered.get("content-type", "").split(";")[0].strip().lower()
     content = response["content"]
-    assert media_type in content, (f"{method} {path} {status}: Content-Type {media_type!r}, "
-                                   f"documented {sorted(content)}")
-    pointer = _pointer("paths", path, method.lower(), "responses", str(status), "content",
-                       media_type, "schema")
+    assert media_type in content, f"{method} {path} {status}: Content-Type {media_type!r}, documented {sorted(content)}"
+    pointer = _pointer("paths", path, method.lower(), "responses", str(status), "content", media_type, "schema")
     instance: Any = json.loads(body) if media_type == "application/json" else body.decode("utf-8")
     _validate_schema(doc, pointer, instance)

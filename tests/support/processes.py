@@ -1,4 +1,5 @@
 """Real processes for integration tests: free ports, readiness with deadlines, clean teardown."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_BIN = REPO_ROOT / ".local" / "bin"
 
 
-def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05,
-               describe: str = "condition", on_timeout: Callable[[], str] | None = None) -> float:
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float,
+    interval: float = 0.05,
+    describe: str = "condition",
+    on_timeout: Callable[[], str] | None = None,
+) -> float:
     """tests.support.waiting.wait_for under its older name and keywords (describe for what)."""
     return wait_for(predicate, timeout, describe, interval, on_timeout=on_timeout)
 
@@ -36,8 +42,13 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            list(self.argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=self.env, cwd=self.cwd or REPO_ROOT, start_new_session=True,
+            list(self.argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            cwd=self.cwd or REPO_ROOT,
+            start_new_session=True,
         )
         log.close()
         return self

@@ -1,4 +1,5 @@
 """The gateway's per-client rate limit, as one client running into it sees it."""
+
 from __future__ import annotations
 
 import requests

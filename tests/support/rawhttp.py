@@ -1,4 +1,5 @@
 """Raw-socket HTTP for requests no well-behaved client library will send."""
+
 from __future__ import annotations
 
 import http.client
@@ -18,8 +19,9 @@ class RawResponse:
         return json.loads(self.body)
 
 
-def request_bytes(path: str, body: bytes, headers: dict[str, str] | None = None,
-                  content_length: int | None = None) -> bytes:
+def request_bytes(
+    path: str, body: bytes, headers: dict[str, str] | None = None, content_length: int | None = None
+) -> bytes:
     """A POST exactly as given; content_length=None sends the true length, -1 sends none."""
     lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
     all_headers = {"Content-Type": "application/json", **(headers or {})}
@@ -31,8 +33,14 @@ def request_bytes(path: str, body: bytes, headers: dict[str, str] | None = None,
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def exchange(port: int, pieces: list[bytes], pause: float = 0.0, timeout: float = 10.0,
-             half_close: bool = False, sent_at: list[float] | None = None) -> RawResponse:
+def exchange(
+    port: int,
+    pieces: list[bytes],
+    pause: float = 0.0,
+    timeout: float = 10.0,
+    half_close: bool = False,
+    sent_at: list[float] | None = None,
+) -> RawResponse:
     """Send pieces (pausing between them), then read one response; a peer that stops reading is fine.
 
     half_close ends the client's sending side, as a client that lied about the body length and gave up.

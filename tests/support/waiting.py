@@ -1,12 +1,19 @@
 """The tests' one way to wait: poll until a condition holds, or fail with a TimeoutError naming it."""
+
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sized
 
 
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05, *,
-             on_timeout: Callable[[], str] | None = None) -> float:
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+    *,
+    on_timeout: Callable[[], str] | None = None,
+) -> float:
     """Poll predicate until it is true; return the seconds it took, or raise TimeoutError naming what.
 
     A probe that raises counts as "not yet" (a port not open, a file half written), except an
@@ -39,6 +46,7 @@ def wait_outcomes(outcomes: Sized | Callable[[], Sized], more: int, timeout: flo
     """Wait until a request loop has `more` outcomes beyond those it has now, so that the time
     before or after an event has traffic in it; outcomes is the loop's growing list, or a
     callable returning it."""
+
     def count() -> int:
         return len(outcomes() if callable(outcomes) else outcomes)
 

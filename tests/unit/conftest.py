@@ -1,4 +1,5 @@
 """Fixtures shared by the registrar's unit tests: one event log that the fakes write to."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """A deterministic stand-in for the model, and a test client built around it."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,8 +61,9 @@ class FakeBackend(NerBackend):
 
 def make_config(**overrides: Any) -> WorkerConfig:
     """Small limits make the limit tests cheap to write."""
-    defaults = dict(instance_id="worker-test-1", max_text_chars=50, max_batch_texts=3,
-                    max_body_bytes=1000, max_inflight=2)
+    defaults = dict(
+        instance_id="worker-test-1", max_text_chars=50, max_batch_texts=3, max_body_bytes=1000, max_inflight=2
+    )
     defaults.update(overrides)
     return dataclasses.replace(WorkerConfig(), **defaults)
 
@@ -72,6 +74,7 @@ def make_client(backend: FakeBackend | None = None, **overrides: Any) -> testing
 
 def refuse_until_saturated(client, timeout: float = 5.0) -> None:
     """Keep getting refused until /health reports it (a few 50 ms windows)."""
+
     def saturated() -> bool:
         if client.simulate_get("/health").status_code == 429:
             return True

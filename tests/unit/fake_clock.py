@@ -1,4 +1,5 @@
 """A clock the renderer's tests move by hand: time passes only when a test or a fake says so."""
+
 from __future__ import annotations
 
 

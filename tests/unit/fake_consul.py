@@ -1,4 +1,5 @@
 """Fakes for the registrar's unit tests: a py-consul client and a clock, both logging to one event list."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -20,8 +21,9 @@ class FakeConsul:
         self.agent = SimpleNamespace(
             services=self._services,
             self=lambda: {"Config": {"NodeName": "node-1"}},
-            service=SimpleNamespace(register=self._register, deregister=self._deregister,
-                                    maintenance=self._maintenance),
+            service=SimpleNamespace(
+                register=self._register, deregister=self._deregister, maintenance=self._maintenance
+            ),
         )
         self.health = SimpleNamespace(service=self._health_service)
 
@@ -62,8 +64,9 @@ class FakeConsul:
                 in_maintenance = False
             if passing and in_maintenance:
                 continue
-            entries.append({"Service": {"ID": service_id, "Service": service}, "Node": {"Node": "node-1"},
-                            "Checks": []})
+            entries.append(
+                {"Service": {"ID": service_id, "Service": service}, "Node": {"Node": "node-1"}, "Checks": []}
+            )
         return 1, entries
 
 

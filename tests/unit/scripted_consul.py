@@ -3,6 +3,7 @@
 A blocking query advances the clock to the next change or to the end of its wait, so minutes
 of changes take milliseconds and no test sleeps.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,16 +25,18 @@ Timeline = list[tuple[float, dict[str, str]]]  # (from when, {"p<port>": status}
 
 def entry(port: int, status: str = "passing") -> dict:
     """A /v1/health/service element for a worker on 127.0.0.1:port."""
-    return {"Node": {"Node": "n1", "Address": "127.0.0.1"},
-            "Service": {"ID": f"w{port}", "Service": "ner-worker", "Address": "127.0.0.1", "Port": port},
-            "Checks": [{"CheckID": "serfHealth", "Status": "passing"},
-                       {"CheckID": f"service:w{port}", "Status": status}]}
+    return {
+        "Node": {"Node": "n1", "Address": "127.0.0.1"},
+        "Service": {"ID": f"w{port}", "Service": "ner-worker", "Address": "127.0.0.1", "Port": port},
+        "Checks": [{"CheckID": "serfHealth", "Status": "passing"}, {"CheckID": f"service:w{port}", "Status": status}],
+    }
 
 
 def upstream(**statuses: str) -> str:
     """The rendered upstream for workers named p<port>=status."""
-    return render_parsed(TEMPLATE, [Instance.from_health_entry(entry(int(name[1:]), status))
-                                    for name, status in statuses.items()])
+    return render_parsed(
+        TEMPLATE, [Instance.from_health_entry(entry(int(name[1:]), status)) for name, status in statuses.items()]
+    )
 
 
 class ScriptedConsul:
@@ -74,13 +77,16 @@ class FakeNginx:
         return True, ""
 
 
-def run(tmp_path: Path, timeline: Timeline, end: float, hold_down: float, wait: tuple[float, float] = WAIT) -> FakeNginx:
+def run(
+    tmp_path: Path, timeline: Timeline, end: float, hold_down: float, wait: tuple[float, float] = WAIT
+) -> FakeNginx:
     """The renderer's loop over the whole timeline; nginx's reloads."""
     clock = FakeClock()
     out = tmp_path / "upstream.conf"
     nginx = FakeNginx(clock, out)
-    runner = Runner(TEMPLATE, "ner-worker", ScriptedConsul(clock, timeline, end), out, nginx, wait,
-                    hold_down=hold_down, clock=clock)
+    runner = Runner(
+        TEMPLATE, "ner-worker", ScriptedConsul(clock, timeline, end), out, nginx, wait, hold_down=hold_down, clock=clock
+    )
     with pytest.raises(Shutdown):
         runner.run_forever()
     return nginx

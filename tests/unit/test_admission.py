@@ -1,4 +1,5 @@
 """The slot queue: requests wait their turn up to the deadline, in a bounded queue, oldest first."""
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """/metrics shows the admission queue: waits before the model, its length, refusals by reason."""
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """The worker's HTTP contracts, against a fake model."""
+
 from __future__ import annotations
 
 import re
@@ -13,12 +14,15 @@ def ner(client, body, **kwargs):
 
 # ------------------------------------------------------------------ POST /v1/ner
 
+
 def test_single_text_returns_entities_and_model():
     result = ner(make_client(), {"text": "张三在北京"})
     assert result.status_code == 200
     assert result.json == {
-        "entities": [{"type": "PER", "start": 0, "end": 2, "span": "张三"},
-                     {"type": "LOC", "start": 3, "end": 5, "span": "北京"}],
+        "entities": [
+            {"type": "PER", "start": 0, "end": 2, "span": "张三"},
+            {"type": "LOC", "start": 3, "end": 5, "span": "北京"},
+        ],
         "model": "fake@0.1",
     }
 
@@ -26,7 +30,7 @@ def test_single_text_returns_entities_and_model():
 def test_entity_offsets_slice_the_original_text():
     text = "我和张三去了北京，又回到北京。"
     for entity in ner(make_client(), {"text": text}).json["entities"]:
-        assert text[entity["start"]:entity["end"]] == entity["span"]
+        assert text[entity["start"] : entity["end"]] == entity["span"]
 
 
 def test_batch_results_keep_input_order():
@@ -64,8 +68,9 @@ def test_response_is_utf8_json_with_chinese_unescaped():
 
 
 def test_content_type_with_charset_is_accepted():
-    result = make_client().simulate_post("/v1/ner", body='{"text": "北京"}'.encode(),
-                                         headers={"Content-Type": "application/json; charset=UTF-8"})
+    result = make_client().simulate_post(
+        "/v1/ner", body='{"text": "北京"}'.encode(), headers={"Content-Type": "application/json; charset=UTF-8"}
+    )
     assert result.status_code == 200
 
 
@@ -76,6 +81,7 @@ def test_text_outside_the_basic_plane_keeps_code_point_offsets():
 
 
 # ------------------------------------------------------------------ POST /predict
+
 
 def test_predict_keeps_the_original_service_shape():
     result = make_client().simulate_post("/predict", json={"text": "张三"})
@@ -90,6 +96,7 @@ def test_predict_without_text_is_400():
 
 
 # ------------------------------------------------------------------ GET /health
+
 
 def test_health_is_ok_when_the_model_answers_a_probe():
     result = make_client().simulate_get("/health")
@@ -163,6 +170,7 @@ def test_health_is_answered_while_a_prediction_runs():
 
 # ------------------------------------------------------------------ GET /
 
+
 def test_page_is_html():
     result = make_client().simulate_get("/")
     assert result.status_code == 200
@@ -186,6 +194,7 @@ def test_page_shows_worker_id_and_a_legend_for_each_type():
 
 
 # ------------------------------------------------------------------ headers on every response
+
 
 def test_every_response_carries_worker_and_request_ids():
     client = make_client(instance_id="ner-worker-abc")
@@ -215,7 +224,7 @@ def test_request_id_is_passed_through_on_errors_too():
 
 
 def test_request_id_that_could_forge_log_lines_is_replaced():
-    result = ner(make_client(), {"text": "北京"}, headers={"X-Request-Id": "evil\" injected=1"})
+    result = ner(make_client(), {"text": "北京"}, headers={"X-Request-Id": 'evil" injected=1'})
     assert re.fullmatch(r"[0-9a-f]{32}", result.headers["X-Request-Id"])
 
 

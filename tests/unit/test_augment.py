@@ -81,7 +81,10 @@ def test_copies_are_valid_bies_with_the_original_types():
 def test_at_least_one_mention_is_replaced_and_entity_free_sentences_are_skipped():
     copies = augmenter(replace_prob=0.0, sources={"train": 1.0}).copies(TRAIN)
     assert len(copies) == 4  # every entity-bearing sentence once, never the entity-free one
-    assert all(sum(a != b for a, b in zip(names_of(c), names_of(o))) <= 1 for c, o in zip(copies, [TRAIN[i] for i in (0, 1, 3, 4)]))
+    assert all(
+        sum(a != b for a, b in zip(names_of(c), names_of(o))) <= 1
+        for c, o in zip(copies, [TRAIN[i] for i in (0, 1, 3, 4)])
+    )
     assert augmenter(fraction=0.0).copies(TRAIN) == []
 
 
@@ -149,5 +152,7 @@ def test_training_loop_takes_fresh_extra_examples_each_epoch(tmp_path):
 
     settings = TrainSettings(epochs=3, batch_size=2, learning_rate=0.01, weight_decay=0.0, warmup_steps=1,
                              final_lr_fraction=0.1, grad_clip=5.0, patience=5, max_minutes=5)  # fmt: skip
-    history = train(Tagger(model, 0.0, 0.0, 0.0), train_set, train_set, labels, settings, 0, say=lambda _: None, epoch_extra=extra)
+    history = train(
+        Tagger(model, 0.0, 0.0, 0.0), train_set, train_set, labels, settings, 0, say=lambda _: None, epoch_extra=extra
+    )
     assert calls == [1, 2, 3] and len(history.epochs) == 3

@@ -134,6 +134,7 @@ def test_empty_submit_and_closed_batcher():
 
 # ------------------------------------------------------------------ the batcher as the admission queue
 
+
 class Gate:
     """A batch function that blocks on its first batch until opened, so requests pile up behind it."""
 
@@ -169,8 +170,12 @@ def in_thread(batcher: MicroBatcher, items: list[int], outcomes: dict, key) -> t
 def busy_batcher(max_queue: int = 8, deadline: float = 5.0, max_batch: int = 16):
     """A batcher whose model is stuck in a first batch, with admission."""
     gate = Gate()
-    batcher = MicroBatcher(gate, max_batch=max_batch, max_wait=0.0,
-                           admission=AdmissionPolicy(deadline_seconds=deadline, max_queue=max_queue))
+    batcher = MicroBatcher(
+        gate,
+        max_batch=max_batch,
+        max_wait=0.0,
+        admission=AdmissionPolicy(deadline_seconds=deadline, max_queue=max_queue),
+    )
     outcomes: dict = {}
     first = in_thread(batcher, [0], outcomes, "first")
     assert gate.entered.wait(5)
@@ -239,7 +244,8 @@ def test_an_urgent_call_goes_first_even_past_a_full_queue():
     threads.append(in_thread(batcher, [1], outcomes, 1))
     wait_waiting(batcher, 1)
     probe = threading.Thread(
-        target=lambda: outcomes.__setitem__("probe", batcher.submit([99], timeout=10, urgent=True)))
+        target=lambda: outcomes.__setitem__("probe", batcher.submit([99], timeout=10, urgent=True))
+    )
     probe.start()
     wait_for(lambda: len(batcher._calls) == 2, 5, "both calls queued", interval=0.001)  # noqa: SLF001
     gate.open.set()

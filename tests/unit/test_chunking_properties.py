@@ -1,4 +1,5 @@
 """Properties of the chunker for any text: it covers everything, and chunking never changes an answer it need not."""
+
 from __future__ import annotations
 
 from hypothesis import assume, given, settings
@@ -41,7 +42,7 @@ def test_chunks_are_valid_slices_that_cover_the_whole_text_in_order(text, max_ch
     for chunk in chunks:
         assert 0 <= chunk.start <= position < chunk.end <= len(text)
         assert chunk.end - chunk.start <= max_chars
-        assert chunk.text == text[chunk.start:chunk.end]
+        assert chunk.text == text[chunk.start : chunk.end]
         position = chunk.end
     assert position == len(text)
 
@@ -52,7 +53,7 @@ def test_merged_entities_have_valid_offsets_and_never_overlap(text, max_chars, o
     entities = chunked_tag(text, max_chars, overlap)
     for entity in entities:
         assert 0 <= entity.start < entity.end <= len(text)
-        assert text[entity.start:entity.end] == entity.span
+        assert text[entity.start : entity.end] == entity.span
     assert all(a.end <= b.start for a, b in zip(entities, entities[1:]))
 
 

@@ -1,4 +1,5 @@
 """consul_file_sd.py: Consul's health answer as Prometheus file_sd targets, labelled as consul_sd_configs does."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,16 +17,29 @@ spec.loader.exec_module(sd)
 def entry(service_id: str, *statuses: str, meta: dict | None = None, address: str = "10.0.0.5") -> dict:
     checks = [{"CheckID": "serfHealth", "Status": "passing"}]
     checks += [{"CheckID": f"service:{service_id}", "Status": status} for status in statuses]
-    return {"Node": {"Node": "host-a", "Address": "10.0.0.1", "Datacenter": "dc1", "Meta": {}},
-            "Service": {"ID": service_id, "Service": "ner-worker", "Address": address, "Port": 8000,
-                        "Tags": ["model=m"], "Meta": meta or {}},
-            "Checks": checks}
+    return {
+        "Node": {"Node": "host-a", "Address": "10.0.0.1", "Datacenter": "dc1", "Meta": {}},
+        "Service": {
+            "ID": service_id,
+            "Service": "ner-worker",
+            "Address": address,
+            "Port": 8000,
+            "Tags": ["model=m"],
+            "Meta": meta or {},
+        },
+        "Checks": checks,
+    }
 
 
-@pytest.mark.parametrize("statuses, expected", [
-    (("passing",), "passing"), (("warning",), "warning"), (("passing", "critical"), "critical"),
-    (("warning", "critical"), "critical"),
-])
+@pytest.mark.parametrize(
+    "statuses, expected",
+    [
+        (("passing",), "passing"),
+        (("warning",), "warning"),
+        (("passing", "critical"), "critical"),
+        (("warning", "critical"), "critical"),
+    ],
+)
 def test_an_instances_health_is_its_worst_check(statuses, expected):
     assert sd.aggregated_status(entry("a", *statuses)["Checks"]) == expected
 
@@ -60,8 +74,17 @@ def test_the_same_instances_in_another_order_give_the_same_file(tmp_path):
     assert sd.write_atomic(out, second) is False
 
 
-@pytest.mark.parametrize("previous, header, expected", [
-    (0, "17", 17), (17, "20", 20), (20, "5", 0), (3, None, 0), (3, "0", 0), (3, "x", 0),
-], ids=["first", "newer", "went backwards", "missing", "zero", "garbage"])
+@pytest.mark.parametrize(
+    "previous, header, expected",
+    [
+        (0, "17", 17),
+        (17, "20", 20),
+        (20, "5", 0),
+        (3, None, 0),
+        (3, "0", 0),
+        (3, "x", 0),
+    ],
+    ids=["first", "newer", "went backwards", "missing", "zero", "garbage"],
+)
 def test_the_next_blocking_index_follows_consuls_rules(previous, header, expected):
     assert sd.next_index(previous, header) == expected

@@ -1,4 +1,5 @@
 """Every way a request can be refused: the right status, a JSON body, and the worker keeps serving."""
+
 from __future__ import annotations
 
 import io
@@ -18,8 +19,7 @@ from worker.app import create_app
 # make_config(): max_text_chars=50, max_batch_texts=3, max_body_bytes=1000
 
 
-def post_raw(client, body: bytes, content_type: str | None = "application/json", path="/v1/ner",
-             **headers):
+def post_raw(client, body: bytes, content_type: str | None = "application/json", path="/v1/ner", **headers):
     if content_type is not None:
         headers["Content-Type"] = content_type
     return client.simulate_post(path, body=body, headers=headers)
@@ -35,6 +35,7 @@ def assert_error(result, status: int, *description_words: str) -> None:
 
 
 # ------------------------------------------------------------------ content type
+
 
 def test_missing_content_type_is_415():
     assert_error(post_raw(make_client(), b'{"text": "x"}', content_type=None), 415)
@@ -52,6 +53,7 @@ def test_json_in_a_charset_other_than_utf8_is_415():
 
 # ------------------------------------------------------------------ body size
 
+
 class ExplodingStream(io.RawIOBase):
     """A body that must never be read."""
 
@@ -68,8 +70,7 @@ def call_with_environ(app, environ):
 
 def test_body_over_limit_is_413_before_reading():
     app = create_app(FakeBackend(), make_config())
-    environ = testing.create_environ(method="POST", path="/v1/ner",
-                                     headers={"Content-Type": "application/json"})
+    environ = testing.create_environ(method="POST", path="/v1/ner", headers={"Content-Type": "application/json"})
     environ["CONTENT_LENGTH"] = str(10**9)
     environ["wsgi.input"] = ExplodingStream()
     status, headers, body = call_with_environ(app, environ)
@@ -79,8 +80,7 @@ def test_body_over_limit_is_413_before_reading():
 
 
 def chunked_environ(body: bytes):
-    environ = testing.create_environ(method="POST", path="/v1/ner",
-                                     headers={"Content-Type": "application/json"})
+    environ = testing.create_environ(method="POST", path="/v1/ner", headers={"Content-Type": "application/json"})
     environ.pop("CONTENT_LENGTH", None)
     environ["HTTP_TRANSFER_ENCODING"] = "chunked"
     environ["wsgi.input"] = io.BytesIO(body)
@@ -110,6 +110,7 @@ def test_empty_body_is_400():
 
 # ------------------------------------------------------------------ decoding and JSON
 
+
 def test_body_that_is_not_utf8_is_400():
     assert_error(post_raw(make_client(), '{"text": "北京"}'.encode("gbk")), 400, "UTF-8")
 
@@ -130,6 +131,7 @@ def test_top_level_that_is_not_an_object_is_400(body):
 
 # ------------------------------------------------------------------ fields
 
+
 def test_missing_text_and_texts_is_400():
     assert_error(make_client().simulate_post("/v1/ner", json={"txt": "北京"}), 400, "text")
 
@@ -139,8 +141,10 @@ def test_both_text_and_texts_is_400():
     assert_error(result, 400, "exactly one")
 
 
-@pytest.mark.parametrize("value, name", [(None, "null"), (True, "boolean"), (3, "number"),
-                                         (1.5, "number"), (["北京"], "array"), ({}, "object")])
+@pytest.mark.parametrize(
+    "value, name",
+    [(None, "null"), (True, "boolean"), (3, "number"), (1.5, "number"), (["北京"], "array"), ({}, "object")],
+)
 def test_text_that_is_not_a_string_is_400(value, name):
     result = make_client().simulate_post("/v1/ner", json={"text": value})
     assert_error(result, 400, "text must be a string", name)
@@ -189,6 +193,7 @@ def test_escaped_surrogate_pair_is_a_valid_character():
 
 # ------------------------------------------------------------------ size limits on content
 
+
 def test_text_at_the_character_limit_is_accepted():
     assert make_client().simulate_post("/v1/ner", json={"text": "字" * 50}).status_code == 200
 
@@ -213,6 +218,7 @@ def test_predict_text_over_the_character_limit_is_413():
 
 
 # ------------------------------------------------------------------ failures inside the worker
+
 
 def test_model_failure_is_503_so_the_gateway_retries_elsewhere_and_is_logged(caplog):
     backend = FakeBackend()
@@ -251,14 +257,14 @@ def test_backend_returning_the_wrong_number_of_results_is_500():
 
 # ------------------------------------------------------------------ overload
 
+
 @contextmanager
 def busy_slot(**overrides):
     """A client whose only inference slot is held by a request waiting on a gate."""
     backend = FakeBackend()
     backend.gate = threading.Event()
     client = make_client(backend, max_inflight=1, **overrides)
-    first = threading.Thread(target=client.simulate_post, args=("/v1/ner",),
-                             kwargs={"json": {"text": "北京"}})
+    first = threading.Thread(target=client.simulate_post, args=("/v1/ner",), kwargs={"json": {"text": "北京"}})
     first.start()
     try:
         assert backend.entered.wait(5)
@@ -269,8 +275,7 @@ def busy_slot(**overrides):
 
 
 def post_in_thread(client, results: list) -> threading.Thread:
-    thread = threading.Thread(target=lambda: results.append(
-        client.simulate_post("/v1/ner", json={"text": "北京"})))
+    thread = threading.Thread(target=lambda: results.append(client.simulate_post("/v1/ner", json={"text": "北京"})))
     thread.start()
     return thread
 
@@ -305,8 +310,12 @@ def test_a_request_that_cannot_start_within_the_deadline_is_429_with_retry_after
 
 
 def wait_until_queued(client, waiting: int) -> None:
-    wait_for(lambda: f"ner_queue_length {waiting:.1f}" in client.simulate_get("/metrics").text, 5,
-             f"{waiting} requests queued", interval=0.005)
+    wait_for(
+        lambda: f"ner_queue_length {waiting:.1f}" in client.simulate_get("/metrics").text,
+        5,
+        f"{waiting} requests queued",
+        interval=0.005,
+    )
 
 
 def test_a_request_that_finds_the_queue_full_is_429_at_once():
@@ -338,9 +347,9 @@ def test_refusals_are_counted_by_reason():
 
 # ------------------------------------------------------------------ falcon's own errors
 
+
 def test_error_is_json_even_when_the_client_accepts_only_html():
-    result = make_client().simulate_post("/v1/ner", json={"text": ""},
-                                         headers={"Accept": "text/html"})
+    result = make_client().simulate_post("/v1/ner", json={"text": ""}, headers={"Accept": "text/html"})
     assert_error(result, 400)
 
 
@@ -356,8 +365,9 @@ def test_wrong_method_is_405_json():
 
 def test_invalid_content_length_header_is_400_json():
     app = create_app(FakeBackend(), make_config())
-    environ = testing.create_environ(method="POST", path="/v1/ner", body=b"{}",
-                                     headers={"Content-Type": "application/json"})
+    environ = testing.create_environ(
+        method="POST", path="/v1/ner", body=b"{}", headers={"Content-Type": "application/json"}
+    )
     environ["CONTENT_LENGTH"] = "abc"
     status, headers, body = call_with_environ(app, environ)
     assert status == 400

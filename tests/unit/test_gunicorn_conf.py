@@ -1,4 +1,5 @@
 """worker/gunicorn.conf.py: settings from NER_* variables and the metrics directory it prepares."""
+
 from __future__ import annotations
 
 import json
@@ -28,18 +29,23 @@ _LOAD = textwrap.dedent("""
 
 def load_conf(tmp_path: Path, **env: str) -> dict:
     """Run the config file in a fresh interpreter, as the gunicorn master would."""
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("NER_", "_NER_", "PROMETHEUS_MULTIPROC_DIR"))}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("NER_", "_NER_", "PROMETHEUS_MULTIPROC_DIR"))}
     clean.update({"NER_REGISTER": "0", **env})
-    done = subprocess.run([sys.executable, "-c", _LOAD, str(CONF)], cwd=tmp_path, env=clean,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD, str(CONF)], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_settings_come_from_ner_variables(tmp_path):
-    conf = load_conf(tmp_path, NER_BIND="0.0.0.0:9123", NER_PROCESSES="3", NER_THREADS="6",
-                     PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))
+    conf = load_conf(
+        tmp_path,
+        NER_BIND="0.0.0.0:9123",
+        NER_PROCESSES="3",
+        NER_THREADS="6",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"),
+    )
     assert conf["bind"] == ["0.0.0.0:9123"]
     assert (conf["workers"], conf["worker_class"], conf["threads"]) == (3, "gthread", 6)
 
@@ -96,10 +102,14 @@ def test_a_metrics_dir_is_made_when_none_is_given(tmp_path):
 
 def test_bad_setting_fails_at_start_with_the_variable_named(tmp_path):
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("NER_", "PROMETHEUS"))}
-    done = subprocess.run([sys.executable, "-c", _LOAD, str(CONF)], cwd=tmp_path,
-                          env={**clean, "NER_REGISTER": "0", "NER_THREADS": "zero",
-                               "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")},
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD, str(CONF)],
+        cwd=tmp_path,
+        env={**clean, "NER_REGISTER": "0", "NER_THREADS": "zero", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "NER_THREADS" in done.stderr
 
@@ -119,11 +129,20 @@ _GUNICORN_LINE = textwrap.dedent("""
 
 def test_gunicorns_own_lines_have_the_clusters_log_shape(tmp_path):
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("NER_", "_NER_"))}
-    done = subprocess.run([sys.executable, "-c", _GUNICORN_LINE, str(CONF)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60, env={**clean, "NER_REGISTER": "0",
-                                                      "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")})
+    done = subprocess.run(
+        [sys.executable, "-c", _GUNICORN_LINE, str(CONF)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, "NER_REGISTER": "0", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")},
+    )
     assert done.returncode == 0, done.stderr
     [line] = done.stderr.splitlines()
     entry = json.loads(line)
     assert list(entry) == ["time", "level", "logger", "event"]
-    assert (entry["level"], entry["logger"], entry["event"]) == ("INFO", "gunicorn.error", "Booting worker with pid: 4242")
+    assert (entry["level"], entry["logger"], entry["event"]) == (
+        "INFO",
+        "gunicorn.error",
+        "Booting worker with pid: 4242",
+    )

@@ -1,4 +1,5 @@
 """/health says 429 (Consul "warning") only while refusals are sustained, never for a single one."""
+
 from __future__ import annotations
 
 import threading
@@ -27,8 +28,9 @@ def tracker(clock: Clock, **kwargs) -> SustainedRefusals:
     return SustainedRefusals(window_seconds=1.0, windows=3, min_ratio=0.05, clock=clock, **kwargs)
 
 
-def refuse_in_windows(refusals: SustainedRefusals, clock: Clock, windows: int,
-                      answered: int = 0, refused: int = 1) -> None:
+def refuse_in_windows(
+    refusals: SustainedRefusals, clock: Clock, windows: int, answered: int = 0, refused: int = 1
+) -> None:
     """Some outcomes in each of the next `windows` windows, leaving the clock in the window after."""
     for _ in range(windows):
         for _ in range(answered):
@@ -39,6 +41,7 @@ def refuse_in_windows(refusals: SustainedRefusals, clock: Clock, windows: int,
 
 
 # ------------------------------------------------------------------ the tracker, on an injected clock
+
 
 def test_a_single_refusal_never_makes_a_worker_saturated():
     clock = Clock()
@@ -112,12 +115,17 @@ def test_a_tracker_needs_sensible_windows():
 
 # ------------------------------------------------------------------ the predictor feeds the tracker
 
+
 def test_predictor_is_saturated_once_its_refusals_span_three_windows():
     backend, clock = FakeBackend(), Clock()
     backend.gate = threading.Event()
-    predictor = Predictor(backend, Metrics(None), max_inflight=1,
-                          policy=AdmissionPolicy(deadline_seconds=0.0, max_queue=1),
-                          refusals=tracker(clock))
+    predictor = Predictor(
+        backend,
+        Metrics(None),
+        max_inflight=1,
+        policy=AdmissionPolicy(deadline_seconds=0.0, max_queue=1),
+        refusals=tracker(clock),
+    )
     holder = threading.Thread(target=predictor.predict, args=(["北京"],))
     holder.start()
     assert backend.entered.wait(5)
@@ -135,15 +143,21 @@ def test_predictor_is_saturated_once_its_refusals_span_three_windows():
 
 # ------------------------------------------------------------------ /health through the app
 
+
 @pytest.fixture
 def saturated_client() -> Iterator[tuple]:
     """A client whose only inference slot is held by a request that waits on a gate; no queue wait."""
     backend = FakeBackend()
     backend.gate = threading.Event()
-    client = make_client(backend, max_inflight=1, health_cache_seconds=0, queue_deadline_ms=0,
-                         saturation_window_seconds=0.05, saturation_windows=2)
-    holder = threading.Thread(target=client.simulate_post, args=("/v1/ner",),
-                              kwargs={"json": {"text": "北京"}})
+    client = make_client(
+        backend,
+        max_inflight=1,
+        health_cache_seconds=0,
+        queue_deadline_ms=0,
+        saturation_window_seconds=0.05,
+        saturation_windows=2,
+    )
+    holder = threading.Thread(target=client.simulate_post, args=("/v1/ner",), kwargs={"json": {"text": "北京"}})
     holder.start()
     assert backend.entered.wait(5)
     try:

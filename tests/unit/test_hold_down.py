@@ -3,6 +3,7 @@
 The renderer's loop runs here against a scripted Consul on a fake clock (tests/unit/scripted_consul.py):
 minutes of flapping take milliseconds and no test sleeps.
 """
+
 from __future__ import annotations
 
 import logging
@@ -155,8 +156,12 @@ def test_the_last_held_change_reaches_nginx_when_its_hold_down_ends(tmp_path):
 
 
 def test_a_join_during_a_hold_reaches_nginx_at_once_with_the_current_weights(tmp_path):
-    timeline = [(0.0, {"p1": "passing"}), (1.0, {"p1": "warning"}), (3.0, {"p1": "passing"}),
-                (5.0, {"p1": "passing", "p2": "passing"})]
+    timeline = [
+        (0.0, {"p1": "passing"}),
+        (1.0, {"p1": "warning"}),
+        (3.0, {"p1": "passing"}),
+        (5.0, {"p1": "passing", "p2": "passing"}),
+    ]
     nginx = run(tmp_path, timeline, end=40.0)
     joined_at, joined_text = nginx.reloads[2]
     assert 5.0 <= joined_at <= 5.5
@@ -165,16 +170,19 @@ def test_a_join_during_a_hold_reaches_nginx_at_once_with_the_current_weights(tmp
 
 
 def test_a_leave_during_a_hold_reaches_nginx_at_once(tmp_path):
-    timeline = [(0.0, {"p1": "passing", "p2": "passing"}), (1.0, {"p1": "warning", "p2": "passing"}),
-                (3.0, {"p1": "passing", "p2": "passing"}), (5.0, {"p1": "passing", "p2": "critical"})]
+    timeline = [
+        (0.0, {"p1": "passing", "p2": "passing"}),
+        (1.0, {"p1": "warning", "p2": "passing"}),
+        (3.0, {"p1": "passing", "p2": "passing"}),
+        (5.0, {"p1": "passing", "p2": "critical"}),
+    ]
     nginx = run(tmp_path, timeline, end=40.0)
     left_at, left_text = nginx.reloads[2]
     assert 5.0 <= left_at <= 5.5 and left_text == upstream(p1="passing")
 
 
 def test_a_held_change_that_consul_takes_back_is_never_applied(tmp_path):
-    timeline = [(0.0, {"p1": "passing"}), (1.0, {"p1": "warning"}), (3.0, {"p1": "passing"}),
-                (5.0, {"p1": "warning"})]
+    timeline = [(0.0, {"p1": "passing"}), (1.0, {"p1": "warning"}), (3.0, {"p1": "passing"}), (5.0, {"p1": "warning"})]
     nginx = run(tmp_path, timeline, end=40.0)
     assert len(nginx.reloads) == 2 and nginx.reloads[-1][1] == upstream(p1="warning")
 
@@ -183,10 +191,10 @@ def test_every_decision_is_one_log_line_saying_held_or_reloaded_and_why(tmp_path
     timeline = [(0.0, {"p1": "passing"}), (1.0, {"p1": "warning"}), (3.0, {"p1": "passing"})]
     with caplog.at_level(logging.INFO, logger="render_upstream"):
         run(tmp_path, timeline, end=40.0)
-    decisions = [(r.fields["decision"], r.fields["change"]) for r in caplog.records
-                 if "decision" in getattr(r, "fields", {})]
-    assert decisions == [("reloaded", "first"), ("reloaded", "weights"), ("held", "weights"),
-                         ("reloaded", "weights")]
+    decisions = [
+        (r.fields["decision"], r.fields["change"]) for r in caplog.records if "decision" in getattr(r, "fields", {})
+    ]
+    assert decisions == [("reloaded", "first"), ("reloaded", "weights"), ("held", "weights"), ("reloaded", "weights")]
     assert all(r.fields["reason"] for r in caplog.records if "decision" in getattr(r, "fields", {}))
 
 

@@ -1,4 +1,5 @@
 """Local-mode settings and the choice between consul-template and the project renderer."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,7 @@ def test_the_renderer_program_finds_the_package_in_nginx_template_and_its_launch
     assert str(NGINX_TEMPLATE_DIR) in path and str(REPO_ROOT) in path
 
 
-def test_consul_template_on_path_is_preferred_and_reloads_through_the_checking_script(config, monkeypatch,
-                                                                                     tmp_path):
+def test_consul_template_on_path_is_preferred_and_reloads_through_the_checking_script(config, monkeypatch, tmp_path):
     fake_consul_template(tmp_path)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     kind, argv = renderer_argv(config)

@@ -1,4 +1,5 @@
 """Local mode's pieces without a running cluster: program files, the launcher, process identity."""
+
 from __future__ import annotations
 
 import signal
@@ -36,22 +37,31 @@ def sleeper(cwd: Path) -> subprocess.Popen:
 
 def listener_child(port: int) -> subprocess.Popen:
     """A process that listens on port and never accepts (the kernel queues connections)."""
-    code = ("import socket, time\n"
-            f"s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', {port}))\n"
-            "s.listen(16); print('ready', flush=True); time.sleep(30)\n")
+    code = (
+        "import socket, time\n"
+        f"s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', {port}))\n"
+        "s.listen(16); print('ready', flush=True); time.sleep(30)\n"
+    )
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     assert child.stdout.readline().strip() == b"ready"
     return child
 
 
 def test_a_program_section_restarts_it_and_stops_it_with_its_own_signal_and_timeout(config):
-    program = Program(name="nginx", argv=["nginx", "-p", "/x"], priority=20, stop_signal="QUIT",
-                      stop_wait_seconds=10, ports=(8080,))
+    program = Program(
+        name="nginx", argv=["nginx", "-p", "/x"], priority=20, stop_signal="QUIT", stop_wait_seconds=10, ports=(8080,)
+    )
     section = program.section(PYTHON, config.run_dir)
     lines = section.splitlines()
     assert lines[0] == "[program:nginx]"
-    for expected in ("autorestart=true", "stopsignal=QUIT", "stopwaitsecs=10", "killasgroup=true",
-                     f"directory={config.run_dir / 'work' / 'nginx'}", "stdout_logfile_backups=3"):
+    for expected in (
+        "autorestart=true",
+        "stopsignal=QUIT",
+        "stopwaitsecs=10",
+        "killasgroup=true",
+        f"directory={config.run_dir / 'work' / 'nginx'}",
+        "stdout_logfile_backups=3",
+    ):
         assert expected in lines, section
     command = next(line for line in lines if line.startswith("command="))
     assert "scripts.localmode.launch" in command and "--port 8080" in command and command.endswith("-- nginx -p /x")
@@ -182,6 +192,7 @@ def test_a_stale_supervisor_pid_file_naming_another_process_is_not_trusted(tmp_p
 def test_restarts_are_the_starts_after_the_first(config):
     class Cluster:
         pass
+
     cluster = Cluster()
     cluster.config = config
     starts = config.run_dir / "supervisor" / "starts" / "nginx"

@@ -1,4 +1,5 @@
 """Metrics can be left out of the app (to measure their cost) without changing anything else."""
+
 from __future__ import annotations
 
 from falcon import testing

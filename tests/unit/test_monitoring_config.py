@@ -1,4 +1,5 @@
 """Local mode's monitoring settings: on by default, NER_MONITOR=0 leaves it out, intervals checked at once."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,8 +24,13 @@ def test_a_bad_monitor_value_fails_before_anything_starts():
 
 
 def test_intervals_come_from_the_environment():
-    config = load_config({"NER_PROMETHEUS_SCRAPE_INTERVAL": "1s", "NER_PROMETHEUS_EVALUATION_INTERVAL": "500ms",
-                          "NER_PROMETHEUS_SD_REFRESH": "2m"})
+    config = load_config(
+        {
+            "NER_PROMETHEUS_SCRAPE_INTERVAL": "1s",
+            "NER_PROMETHEUS_EVALUATION_INTERVAL": "500ms",
+            "NER_PROMETHEUS_SD_REFRESH": "2m",
+        }
+    )
     assert (config.scrape_interval, config.evaluation_interval, config.sd_refresh) == ("1s", "500ms", "2m")
 
 

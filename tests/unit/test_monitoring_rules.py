@@ -1,4 +1,5 @@
 """The monitoring files in scripts/monitoring, checked by the tools that read them: promtool and mtail."""
+
 from __future__ import annotations
 
 import shutil
@@ -79,7 +80,7 @@ ACCESS_LINES = [
     '"request_time":0.000,"upstream_addr":"","upstream_status":"","worker_id":""}',
     '{"time":"2026-11-26T23:24:18+00:00","request_id":"e","method":"GET","uri":"/wp-login.php","status":404,'
     '"request_time":0.002,"upstream_addr":"127.0.0.1:8101","upstream_status":"404","worker_id":"w1"}',
-    'not a request line',
+    "not a request line",
 ]
 
 
@@ -88,19 +89,35 @@ def mtail_metrics(tmp_path_factory) -> str:
     """The gateway program run once over ACCESS_LINES, its metrics in Prometheus' text format."""
     log = tmp_path_factory.mktemp("mtail") / "access.log"
     log.write_text("\n".join(ACCESS_LINES) + "\n")
-    done = run(tool("mtail"), "--one_shot", "--one_shot_format", "prometheus", "--emit_prog_label=false",
-               "--address", "127.0.0.1", "--port", "0",
-               "--progs", str(MONITORING / "mtail"), "--logs", str(log))
+    done = run(
+        tool("mtail"),
+        "--one_shot",
+        "--one_shot_format",
+        "prometheus",
+        "--emit_prog_label=false",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--progs",
+        str(MONITORING / "mtail"),
+        "--logs",
+        str(log),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
 
-@pytest.mark.parametrize("series", [
-    'gateway_http_requests_total{route="/v1/ner",status="200",upstream="127.0.0.1:8102"} 2',
-    'gateway_http_requests_total{route="/predict",status="503",upstream="ner_workers"} 1',
-    'gateway_http_requests_total{route="/metrics",status="404",upstream="none"} 1',
-    'gateway_http_requests_total{route="other",status="404",upstream="127.0.0.1:8101"} 1',
-], ids=["last upstream of a retried request", "no live worker", "answered by the gateway", "unknown path"])
+@pytest.mark.parametrize(
+    "series",
+    [
+        'gateway_http_requests_total{route="/v1/ner",status="200",upstream="127.0.0.1:8102"} 2',
+        'gateway_http_requests_total{route="/predict",status="503",upstream="ner_workers"} 1',
+        'gateway_http_requests_total{route="/metrics",status="404",upstream="none"} 1',
+        'gateway_http_requests_total{route="other",status="404",upstream="127.0.0.1:8101"} 1',
+    ],
+    ids=["last upstream of a retried request", "no live worker", "answered by the gateway", "unknown path"],
+)
 def test_mtail_counts_requests_by_route_status_and_upstream(mtail_metrics, series):
     assert series in mtail_metrics.splitlines()
 
@@ -117,8 +134,13 @@ def test_mtail_puts_every_request_in_the_latency_buckets(mtail_metrics):
 def test_the_containers_configuration_from_the_environment_passes_promtool_check_config(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "CONSUL_HTTP_ADDR": "consul:8500", "NER_WORKERS_WANTED": "3"}
     out = tmp_path / "prometheus.yml"
-    done = subprocess.run(["python3", str(MONITORING / "prometheus_conf.py"), "--out", str(out), "--data", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60, env=env)
+    done = subprocess.run(
+        ["python3", str(MONITORING / "prometheus_conf.py"), "--out", str(out), "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert "vector(3)" in (tmp_path / "rules" / "wanted.yml").read_text()
     check = run(tool("promtool"), "check", "config", str(out))

@@ -1,4 +1,5 @@
 """/openapi.json describes every route, and every real response of every documented status fits it."""
+
 from __future__ import annotations
 
 import threading
@@ -18,16 +19,20 @@ from worker.app import create_app
 from worker.openapi import build_openapi
 
 # Statuses only the gateway produces (no healthy worker, worker timeout): tests/integration checks them.
-GATEWAY_ONLY = {("POST", "/v1/ner", "504"), ("POST", "/predict", "504"),
-                ("GET", "/metrics", "503"), ("GET", "/", "503"), ("GET", "/openapi.json", "503")}
+GATEWAY_ONLY = {
+    ("POST", "/v1/ner", "504"),
+    ("POST", "/predict", "504"),
+    ("GET", "/metrics", "503"),
+    ("GET", "/", "503"),
+    ("GET", "/openapi.json", "503"),
+}
 
 
 @contextmanager
 def busy(backend: FakeBackend, client: testing.TestClient) -> Iterator[None]:
     """Hold the client's only inference slot with a request that waits for the test to finish."""
     backend.gate = threading.Event()
-    holder = threading.Thread(target=client.simulate_post, args=("/v1/ner",),
-                              kwargs={"json": {"text": "北京"}})
+    holder = threading.Thread(target=client.simulate_post, args=("/v1/ner",), kwargs={"json": {"text": "北京"}})
     holder.start()
     assert backend.entered.wait(5)
     try:
@@ -39,8 +44,14 @@ def busy(backend: FakeBackend, client: testing.TestClient) -> Iterator[None]:
 
 def overloaded(path: str) -> testing.Result:
     backend = FakeBackend()
-    client = make_client(backend, max_inflight=1, health_cache_seconds=0, queue_deadline_ms=0,
-                         saturation_window_seconds=0.05, saturation_windows=2)
+    client = make_client(
+        backend,
+        max_inflight=1,
+        health_cache_seconds=0,
+        queue_deadline_ms=0,
+        saturation_window_seconds=0.05,
+        saturation_windows=2,
+    )
     with busy(backend, client):
         if path != "/health":
             return client.simulate_post(path, json={"text": "北京"})
@@ -73,26 +84,31 @@ class Case:
 CASES = {
     "ner single": Case("POST", "/v1/ner", 200, post("/v1/ner", json={"text": "张三在北京"})),
     "ner batch": Case("POST", "/v1/ner", 200, post("/v1/ner", json={"texts": ["张三", "没有"]})),
-    "ner malformed json": Case("POST", "/v1/ner", 400, post(
-        "/v1/ner", body="{", headers={"Content-Type": "application/json"})),
+    "ner malformed json": Case(
+        "POST", "/v1/ner", 400, post("/v1/ner", body="{", headers={"Content-Type": "application/json"})
+    ),
     "ner text too long": Case("POST", "/v1/ner", 413, post("/v1/ner", json={"text": "北" * 51})),
-    "ner not json": Case("POST", "/v1/ner", 415, post(
-        "/v1/ner", body="北京", headers={"Content-Type": "text/plain"})),
+    "ner not json": Case("POST", "/v1/ner", 415, post("/v1/ner", body="北京", headers={"Content-Type": "text/plain"})),
     "ner overloaded": Case("POST", "/v1/ner", 429, lambda: overloaded("/v1/ner")),
-    "ner unexpected bug": Case("POST", "/v1/ner", 500, lambda: failing(
-        "crash_predict", "POST", "/v1/ner", json={"text": "北京"})),
-    "ner model failure": Case("POST", "/v1/ner", 503, lambda: failing(
-        "fail_predict", "POST", "/v1/ner", json={"text": "北京"})),
+    "ner unexpected bug": Case(
+        "POST", "/v1/ner", 500, lambda: failing("crash_predict", "POST", "/v1/ner", json={"text": "北京"})
+    ),
+    "ner model failure": Case(
+        "POST", "/v1/ner", 503, lambda: failing("fail_predict", "POST", "/v1/ner", json={"text": "北京"})
+    ),
     "predict": Case("POST", "/predict", 200, post("/predict", json={"text": "张三在北京"})),
     "predict missing text": Case("POST", "/predict", 400, post("/predict", json={"txt": "北京"})),
     "predict text too long": Case("POST", "/predict", 413, post("/predict", json={"text": "北" * 51})),
-    "predict not json": Case("POST", "/predict", 415, post(
-        "/predict", body="北京", headers={"Content-Type": "text/plain"})),
+    "predict not json": Case(
+        "POST", "/predict", 415, post("/predict", body="北京", headers={"Content-Type": "text/plain"})
+    ),
     "predict overloaded": Case("POST", "/predict", 429, lambda: overloaded("/predict")),
-    "predict unexpected bug": Case("POST", "/predict", 500, lambda: failing(
-        "crash_predict", "POST", "/predict", json={"text": "北京"})),
-    "predict model failure": Case("POST", "/predict", 503, lambda: failing(
-        "fail_predict", "POST", "/predict", json={"text": "北京"})),
+    "predict unexpected bug": Case(
+        "POST", "/predict", 500, lambda: failing("crash_predict", "POST", "/predict", json={"text": "北京"})
+    ),
+    "predict model failure": Case(
+        "POST", "/predict", 503, lambda: failing("fail_predict", "POST", "/predict", json={"text": "北京"})
+    ),
     "health ready": Case("GET", "/health", 200, get("/health")),
     "health shedding load": Case("GET", "/health", 429, lambda: overloaded("/health")),
     "health not ready": Case("GET", "/health", 503, lambda: failing("fail_probe", "GET", "/health")),
@@ -114,8 +130,11 @@ def test_the_document_is_valid_openapi_3_1(doc):
 
 def test_every_route_of_the_app_is_documented_and_nothing_else():
     app = create_app(FakeBackend(), make_config())
-    routed = {(method, route.path) for route in falcon.inspect.inspect_routes(app)
-              for method in (m.method for m in route.methods if m.internal is False)}
+    routed = {
+        (method, route.path)
+        for route in falcon.inspect.inspect_routes(app)
+        for method in (m.method for m in route.methods if m.internal is False)
+    }
     documented = {(method, path) for method, path, _ in documented_statuses(build_openapi(make_config()))}
     assert routed == documented
 

@@ -1,4 +1,5 @@
 """Ports for test and benchmark clusters: outside the range outgoing connections take theirs from."""
+
 from __future__ import annotations
 
 import socket

@@ -1,4 +1,5 @@
 """worker/process_exit.py: a stopped worker leaves with gunicorn's exit status, logs flushed, no teardown."""
+
 from __future__ import annotations
 
 import subprocess
@@ -27,8 +28,9 @@ _WORKER_EXIT = textwrap.dedent("""
 
 
 def run_worker_exit(code: int) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", _WORKER_EXIT, str(code)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", _WORKER_EXIT, str(code)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize("code", [0, 3])

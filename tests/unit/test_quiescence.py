@@ -1,5 +1,6 @@
 """Quiescence, consul-template's wait=MIN:MAX: a change reaches nginx after MIN without another, and
 after MAX at most however often Consul keeps changing. On a fake clock; no test sleeps."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -60,8 +61,12 @@ def run(tmp_path: Path, timeline: Timeline, end: float) -> list[tuple[float, str
 
 
 def test_a_burst_of_changes_reaches_nginx_once_min_after_the_last_one(tmp_path):
-    timeline = [(0.0, {"p1": "passing"}), (1.0, {"p1": "warning"}), (1.1, {"p1": "passing", "p2": "passing"}),
-                (1.2, {"p1": "passing", "p2": "passing", "p3": "passing"})]
+    timeline = [
+        (0.0, {"p1": "passing"}),
+        (1.0, {"p1": "warning"}),
+        (1.1, {"p1": "passing", "p2": "passing"}),
+        (1.2, {"p1": "passing", "p2": "passing", "p3": "passing"}),
+    ]
     reloads = run(tmp_path, timeline, end=10.0)
     assert len(reloads) == 2
     assert reloads[1][0] == pytest.approx(1.2 + WAIT_MIN)

@@ -1,5 +1,6 @@
 """The recovery grace: while Consul comes back from an outage or a state loss, instances it has not
 listed again stay in the upstream; once the grace ends, Consul's list is the last word. On a fake clock."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,8 +52,9 @@ def test_during_recovery_a_live_instance_in_maintenance_is_let_go_at_once():
 
 def test_during_recovery_an_address_registered_by_a_new_instance_drops_the_old_one():
     # The worker restarted on the same port: a new ID, critical until its model has loaded.
-    kept = recovering(FakeClock()).keep([instance("new", 8101, "critical"), instance("b", 8103)],
-                                        live=[instance("old", 8101), instance("b", 8103)])
+    kept = recovering(FakeClock()).keep(
+        [instance("new", 8101, "critical"), instance("b", 8103)], live=[instance("old", 8101), instance("b", 8103)]
+    )
     assert ids(kept) == {"new": "critical", "b": "passing"}
 
 
@@ -83,10 +85,19 @@ class RestartedAgent:
 
 
 def test_after_consul_lost_its_state_the_runner_keeps_rendering_a_forgotten_instance_until_the_grace_ends(
-        tmp_path: Path):
+    tmp_path: Path,
+):
     clock = FakeClock()
-    runner = Runner(TEMPLATE, "ner-worker", RestartedAgent(), tmp_path / "upstream.conf",
-                    NginxControl(check_cmd=None, reload_cmd=None), WAIT, recovery_grace=GRACE, clock=clock)
+    runner = Runner(
+        TEMPLATE,
+        "ner-worker",
+        RestartedAgent(),
+        tmp_path / "upstream.conf",
+        NginxControl(check_cmd=None, reload_cmd=None),
+        WAIT,
+        recovery_grace=GRACE,
+        clock=clock,
+    )
     text, count, _ = runner.fetch(0)
     runner.apply(text, count)
     assert runner.fetch(1)[0] == upstream(p1="passing", p2="passing")

@@ -1,4 +1,5 @@
 """Registrar configuration, instance IDs and the advertise-address rules."""
+
 from __future__ import annotations
 
 import re
@@ -41,19 +42,21 @@ class TestInstanceId:
 
 
 class TestConsulAddress:
-    @pytest.mark.parametrize("value, expected", [
-        ("127.0.0.1:8500", ("http", "127.0.0.1", 8500)),
-        ("consul:8500", ("http", "consul", 8500)),
-        ("http://10.0.0.5:8501", ("http", "10.0.0.5", 8501)),
-        ("https://consul.internal", ("https", "consul.internal", 8501)),
-        ("consul", ("http", "consul", 8500)),
-        ("[::1]:8500", ("http", "::1", 8500)),
-    ])
+    @pytest.mark.parametrize(
+        "value, expected",
+        [
+            ("127.0.0.1:8500", ("http", "127.0.0.1", 8500)),
+            ("consul:8500", ("http", "consul", 8500)),
+            ("http://10.0.0.5:8501", ("http", "10.0.0.5", 8501)),
+            ("https://consul.internal", ("https", "consul.internal", 8501)),
+            ("consul", ("http", "consul", 8500)),
+            ("[::1]:8500", ("http", "::1", 8500)),
+        ],
+    )
     def test_accepts_host_port_and_url_forms(self, value: str, expected: tuple) -> None:
         assert parse_consul_addr(value) == expected
 
-    @pytest.mark.parametrize("value", ["unix:///tmp/consul.sock", "http://consul:8500/v1", ":8500",
-                                       "consul:notaport"])
+    @pytest.mark.parametrize("value", ["unix:///tmp/consul.sock", "http://consul:8500/v1", ":8500", "consul:notaport"])
     def test_rejects_what_the_client_cannot_use(self, value: str) -> None:
         with pytest.raises(ValueError):
             parse_consul_addr(value)
@@ -75,6 +78,7 @@ class TestAdvertiseAddress:
     def test_is_unknown_rather_than_loopback_when_consul_does_not_resolve(self, monkeypatch) -> None:
         def unresolvable(host: str, port: int) -> str:
             raise socket.gaierror("name does not resolve")
+
         monkeypatch.setattr("registrar.network.route_source_address", unresolvable)
         assert default_advertise_address("consul", 8500) is None
 
@@ -83,8 +87,7 @@ class TestAdvertiseAddress:
         ip = shutil.which("ip")
         if ip is None:
             pytest.skip("no `ip` command to ask the kernel for the route to 192.0.2.10")
-        route = subprocess.run([ip, "-o", "route", "get", "192.0.2.10"], capture_output=True, text=True,
-                               timeout=10)
+        route = subprocess.run([ip, "-o", "route", "get", "192.0.2.10"], capture_output=True, text=True, timeout=10)
         source = re.search(r"\bsrc (\S+)", route.stdout)
         if route.returncode != 0 or source is None or is_loopback(source.group(1)):
             pytest.skip(f"no non-loopback route to 192.0.2.10 here: {(route.stdout or route.stderr).strip()!r}")
@@ -114,15 +117,24 @@ class TestLoadConfig:
         assert config.token == ""
 
     def test_reads_every_variable(self) -> None:
-        config = load_config({
-            "CONSUL_HTTP_ADDR": "https://127.0.0.1:8501", "CONSUL_HTTP_TOKEN": "secret",
-            "NER_REGISTER": "0", "NER_SERVICE_NAME": "ner-canary",
-            "NER_ADVERTISE_ADDRESS": "10.0.0.7", "NER_ADVERTISE_PORT": "9000",
-            "NER_CHECK_INTERVAL": "500ms", "NER_CHECK_TIMEOUT": "1", "NER_DEREGISTER_AFTER": "5m",
-            "NER_CHECK_FAILURES": "3",
-            "NER_DRAIN_SECONDS": "1.5", "NER_RESYNC_SECONDS": "0.5",
-            "NER_MODEL_NAME": "raner-base", "NER_MODEL_VERSION": "abc123def456",
-        })
+        config = load_config(
+            {
+                "CONSUL_HTTP_ADDR": "https://127.0.0.1:8501",
+                "CONSUL_HTTP_TOKEN": "secret",
+                "NER_REGISTER": "0",
+                "NER_SERVICE_NAME": "ner-canary",
+                "NER_ADVERTISE_ADDRESS": "10.0.0.7",
+                "NER_ADVERTISE_PORT": "9000",
+                "NER_CHECK_INTERVAL": "500ms",
+                "NER_CHECK_TIMEOUT": "1",
+                "NER_DEREGISTER_AFTER": "5m",
+                "NER_CHECK_FAILURES": "3",
+                "NER_DRAIN_SECONDS": "1.5",
+                "NER_RESYNC_SECONDS": "0.5",
+                "NER_MODEL_NAME": "raner-base",
+                "NER_MODEL_VERSION": "abc123def456",
+            }
+        )
         assert config.consul_url == "https://127.0.0.1:8501"
         assert config.token == "secret"
         assert config.register is False
@@ -138,11 +150,18 @@ class TestLoadConfig:
         assert config.model_name == "raner-tiny-random"
         assert config.model_version == ""
 
-    @pytest.mark.parametrize("name, value", [
-        ("NER_CHECK_INTERVAL", "soon"), ("NER_ADVERTISE_PORT", "70000"), ("NER_REGISTER", "maybe"),
-        ("NER_DRAIN_SECONDS", "-1"), ("NER_RESYNC_SECONDS", "0"), ("CONSUL_HTTP_ADDR", "ftp://x:1"),
-        ("NER_SERVICE_NAME", "ner worker"),
-    ])
+    @pytest.mark.parametrize(
+        "name, value",
+        [
+            ("NER_CHECK_INTERVAL", "soon"),
+            ("NER_ADVERTISE_PORT", "70000"),
+            ("NER_REGISTER", "maybe"),
+            ("NER_DRAIN_SECONDS", "-1"),
+            ("NER_RESYNC_SECONDS", "0"),
+            ("CONSUL_HTTP_ADDR", "ftp://x:1"),
+            ("NER_SERVICE_NAME", "ner worker"),
+        ],
+    )
     def test_rejects_unusable_values_at_start(self, name: str, value: str) -> None:
         with pytest.raises(ConfigError, match=name if name != "CONSUL_HTTP_ADDR" else "CONSUL"):
             load_config({name: value})
@@ -152,8 +171,19 @@ class TestLoadConfig:
         assert load_config().service_name == "from-environment"
         assert load_config({}).service_name == "ner-worker"
 
-    @pytest.mark.parametrize("raw, expected", [("", None), ("  ", None), ("1", True), (" Yes", True),
-                                               ("on", True), ("0", False), ("FALSE", False), ("off", False)])
+    @pytest.mark.parametrize(
+        "raw, expected",
+        [
+            ("", None),
+            ("  ", None),
+            ("1", True),
+            (" Yes", True),
+            ("on", True),
+            ("0", False),
+            ("FALSE", False),
+            ("off", False),
+        ],
+    )
     def test_on_off_values_read_the_same_for_every_component(self, raw: str, expected: bool | None) -> None:
         assert parse_flag("NER_X", raw) is expected
 

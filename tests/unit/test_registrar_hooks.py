@@ -1,4 +1,5 @@
 """gunicorn hooks with a fake Consul: ID before fork, bound port, drain before the arbiter's handler."""
+
 from __future__ import annotations
 
 import os
@@ -14,9 +15,19 @@ from registrar import hooks
 from registrar.registration import Registrar
 from tests.unit.fake_consul import FakeConsul, FakeTime
 
-REGISTRAR_ENV = ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_TOKEN", "NER_REGISTER", "NER_SERVICE_NAME",
-                 "NER_ADVERTISE_ADDRESS", "NER_ADVERTISE_PORT", "NER_DRAIN_SECONDS",
-                 "NER_RESYNC_SECONDS", "NER_MODEL_NAME", "NER_MODEL_VERSION", "NER_INSTANCE_ID")
+REGISTRAR_ENV = (
+    "CONSUL_HTTP_ADDR",
+    "CONSUL_HTTP_TOKEN",
+    "NER_REGISTER",
+    "NER_SERVICE_NAME",
+    "NER_ADVERTISE_ADDRESS",
+    "NER_ADVERTISE_PORT",
+    "NER_DRAIN_SECONDS",
+    "NER_RESYNC_SECONDS",
+    "NER_MODEL_NAME",
+    "NER_MODEL_VERSION",
+    "NER_INSTANCE_ID",
+)
 
 
 class FakeListener:
@@ -82,7 +93,8 @@ class TestOnStarting:
         assert os.environ["NER_INSTANCE_ID"] != first
 
     def test_sets_an_id_but_never_talks_to_consul_when_registration_is_off(
-            self, monkeypatch, fake_registrar, consul: FakeConsul, events: list[str]) -> None:
+        self, monkeypatch, fake_registrar, consul: FakeConsul, events: list[str]
+    ) -> None:
         monkeypatch.setenv("NER_REGISTER", "0")
         server = FakeArbiter(events)
         hooks.on_starting(server)
@@ -108,23 +120,22 @@ class TestWhenReady:
         assert (sent["address"], sent["port"]) == ("127.0.0.1", bound)
         assert sent["service_id"] == os.environ["NER_INSTANCE_ID"]
 
-    def test_advertise_port_overrides_the_bound_port(self, monkeypatch, fake_registrar,
-                                                     consul: FakeConsul) -> None:
+    def test_advertise_port_overrides_the_bound_port(self, monkeypatch, fake_registrar, consul: FakeConsul) -> None:
         monkeypatch.setenv("NER_ADVERTISE_PORT", "18080")
         server = FakeArbiter([])
         hooks.on_starting(server)
         hooks.when_ready(server)
         assert consul.registrations[-1]["port"] == 18080
 
-    def test_a_specific_bind_address_is_advertised_over_the_default(self, fake_registrar,
-                                                                    consul: FakeConsul) -> None:
+    def test_a_specific_bind_address_is_advertised_over_the_default(self, fake_registrar, consul: FakeConsul) -> None:
         server = FakeArbiter([], sockname=("10.0.0.8", 9000))
         hooks.on_starting(server)
         hooks.when_ready(server)
         assert consul.registrations[-1]["check"]["http"].startswith("http://10.0.0.8:9000/health?id=")
 
-    def test_explicit_advertise_address_beats_the_bind_address(self, monkeypatch, fake_registrar,
-                                                               consul: FakeConsul) -> None:
+    def test_explicit_advertise_address_beats_the_bind_address(
+        self, monkeypatch, fake_registrar, consul: FakeConsul
+    ) -> None:
         monkeypatch.setenv("NER_ADVERTISE_ADDRESS", "192.0.2.4")
         server = FakeArbiter([], sockname=("10.0.0.8", 9000))
         hooks.on_starting(server)
@@ -132,7 +143,8 @@ class TestWhenReady:
         assert consul.registrations[-1]["address"] == "192.0.2.4"
 
     def test_consul_down_at_start_does_not_stop_the_worker_and_resync_registers_later(
-            self, fake_registrar, consul: FakeConsul) -> None:
+        self, fake_registrar, consul: FakeConsul
+    ) -> None:
         consul.down = True
         server = FakeArbiter([])
         hooks.on_starting(server)
@@ -148,8 +160,7 @@ class TestWhenReady:
 
 class TestShutdown:
     @pytest.mark.parametrize("signame", ["term", "int"])
-    def test_signal_drains_before_the_original_handler(self, signame: str, fake_registrar,
-                                                       events: list[str]) -> None:
+    def test_signal_drains_before_the_original_handler(self, signame: str, fake_registrar, events: list[str]) -> None:
         server = FakeArbiter(events)
         hooks.on_starting(server)
         hooks.when_ready(server)
@@ -168,8 +179,7 @@ class TestShutdown:
         assert events.count("maintenance:true") == 1
         assert events[-2:] == ["original:term", "original:int"]
 
-    def test_on_exit_stops_resync_then_deregisters(self, fake_registrar, consul: FakeConsul,
-                                                   events: list[str]) -> None:
+    def test_on_exit_stops_resync_then_deregisters(self, fake_registrar, consul: FakeConsul, events: list[str]) -> None:
         server = FakeArbiter(events)
         hooks.on_starting(server)
         hooks.when_ready(server)
@@ -180,8 +190,9 @@ class TestShutdown:
         assert events[-1] == "deregister"
         assert consul.services == {}
 
-    def test_drain_failure_still_runs_the_original_handler(self, fake_registrar, consul: FakeConsul,
-                                                           events: list[str]) -> None:
+    def test_drain_failure_still_runs_the_original_handler(
+        self, fake_registrar, consul: FakeConsul, events: list[str]
+    ) -> None:
         server = FakeArbiter(events)
         hooks.on_starting(server)
         hooks.when_ready(server)

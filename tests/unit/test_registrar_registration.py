@@ -1,4 +1,5 @@
 """Registrar against a fake Consul client: payload, drain, deregister, re-registration, resync."""
+
 from __future__ import annotations
 
 import threading
@@ -13,16 +14,24 @@ from registrar.resync import Resync
 from tests.unit.fake_consul import FakeConsul, FakeTime
 
 CONFIG = RegistrarConfig(
-    consul_host="127.0.0.1", advertise_address="10.0.0.5", check_interval="1s", check_timeout="2s",
-    deregister_after="1m", drain_seconds=3.0, resync_seconds=2.0, model_name="raner-tiny",
-    model_version="0123456789ab", hostname="box1",
+    consul_host="127.0.0.1",
+    advertise_address="10.0.0.5",
+    check_interval="1s",
+    check_timeout="2s",
+    deregister_after="1m",
+    drain_seconds=3.0,
+    resync_seconds=2.0,
+    model_name="raner-tiny",
+    model_version="0123456789ab",
+    hostname="box1",
 )
 
 
 @pytest.fixture
 def registrar(consul: FakeConsul, fake_time: FakeTime) -> Registrar:
-    return Registrar(CONFIG, "ner-worker-box1-0000abcd", client=consul,
-                     sleep=fake_time.sleep, clock=fake_time.clock, pid=4242)
+    return Registrar(
+        CONFIG, "ner-worker-box1-0000abcd", client=consul, sleep=fake_time.sleep, clock=fake_time.clock, pid=4242
+    )
 
 
 class TestRegistrationPayload:
@@ -32,8 +41,7 @@ class TestRegistrationPayload:
         assert (sent["name"], sent["service_id"]) == ("ner-worker", "ner-worker-box1-0000abcd")
         assert (sent["address"], sent["port"]) == ("10.0.0.5", 8123)
 
-    def test_check_is_http_health_on_the_advertised_endpoint(self, registrar: Registrar,
-                                                             consul: FakeConsul) -> None:
+    def test_check_is_http_health_on_the_advertised_endpoint(self, registrar: Registrar, consul: FakeConsul) -> None:
         registrar.register(8123)
         check = consul.registrations[-1]["check"]
         assert check["http"] == "http://10.0.0.5:8123/health?id=ner-worker-box1-0000abcd"
@@ -41,18 +49,20 @@ class TestRegistrationPayload:
         assert check["DeregisterCriticalServiceAfter"] == "1m"
         assert check["FailuresBeforeCritical"] == 2
 
-    def test_check_names_the_instance_so_a_successor_on_its_address_cannot_pass_it(
-            self, consul: FakeConsul) -> None:
+    def test_check_names_the_instance_so_a_successor_on_its_address_cannot_pass_it(self, consul: FakeConsul) -> None:
         Registrar(CONFIG, "ner-worker/odd id", client=consul).register(8000)
         assert consul.registrations[-1]["check"]["http"].endswith("/health?id=ner-worker%2Fodd%20id")
 
-    def test_tags_and_meta_carry_model_version_host_and_pid(self, registrar: Registrar,
-                                                            consul: FakeConsul) -> None:
+    def test_tags_and_meta_carry_model_version_host_and_pid(self, registrar: Registrar, consul: FakeConsul) -> None:
         registrar.register(8123)
         sent = consul.registrations[-1]
         assert sent["tags"] == ["model=raner-tiny", "version=0123456789ab"]
-        assert sent["meta"] == {"model": "raner-tiny", "model_version": "0123456789ab",
-                                "hostname": "box1", "pid": "4242"}
+        assert sent["meta"] == {
+            "model": "raner-tiny",
+            "model_version": "0123456789ab",
+            "hostname": "box1",
+            "pid": "4242",
+        }
 
     def test_empty_model_version_is_left_out_not_sent_empty(self, consul: FakeConsul) -> None:
         registrar = Registrar(replace(CONFIG, model_version=""), "id-1", client=consul, pid=1)
@@ -61,8 +71,9 @@ class TestRegistrationPayload:
         assert sent["tags"] == ["model=raner-tiny"]
         assert "model_version" not in sent["meta"]
 
-    def test_address_given_at_registration_overrides_the_default(self, registrar: Registrar,
-                                                                 consul: FakeConsul) -> None:
+    def test_address_given_at_registration_overrides_the_default(
+        self, registrar: Registrar, consul: FakeConsul
+    ) -> None:
         registrar.register(8123, address="10.0.0.99")
         assert consul.registrations[-1]["check"]["http"].startswith("http://10.0.0.99:8123/health?")
 
@@ -76,30 +87,26 @@ class TestRegistrationPayload:
         assert registrar.register(8000) is False
         assert consul.registrations == []
 
-    def test_failure_when_consul_is_down_is_reported_not_raised(self, registrar: Registrar,
-                                                                consul: FakeConsul) -> None:
+    def test_failure_when_consul_is_down_is_reported_not_raised(self, registrar: Registrar, consul: FakeConsul) -> None:
         consul.down = True
         assert registrar.register(8123) is False
         assert registrar.port == 8123
 
 
 class TestEnsureRegistered:
-    def test_does_nothing_while_the_agent_lists_the_instance(self, registrar: Registrar,
-                                                             consul: FakeConsul) -> None:
+    def test_does_nothing_while_the_agent_lists_the_instance(self, registrar: Registrar, consul: FakeConsul) -> None:
         registrar.register(8123)
         assert registrar.ensure_registered() is True
         assert len(consul.registrations) == 1
 
-    def test_registers_again_when_the_agent_forgot_the_instance(self, registrar: Registrar,
-                                                                consul: FakeConsul) -> None:
+    def test_registers_again_when_the_agent_forgot_the_instance(self, registrar: Registrar, consul: FakeConsul) -> None:
         registrar.register(8123)
         consul.services.clear()
         assert registrar.ensure_registered() is True
         assert len(consul.registrations) == 2
         assert consul.registrations[-1] == consul.registrations[0]
 
-    def test_completes_a_registration_that_failed_at_start(self, registrar: Registrar,
-                                                           consul: FakeConsul) -> None:
+    def test_completes_a_registration_that_failed_at_start(self, registrar: Registrar, consul: FakeConsul) -> None:
         consul.down = True
         registrar.register(8123)
         consul.down = False
@@ -111,8 +118,7 @@ class TestEnsureRegistered:
         consul.down = True
         assert registrar.ensure_registered() is False
 
-    def test_never_registers_before_register_was_called(self, registrar: Registrar,
-                                                        consul: FakeConsul) -> None:
+    def test_never_registers_before_register_was_called(self, registrar: Registrar, consul: FakeConsul) -> None:
         assert registrar.ensure_registered() is False
         assert consul.events == []
 
@@ -123,8 +129,7 @@ class TestEnsureRegistered:
         assert registrar.ensure_registered() is False
         assert len(consul.registrations) == 1
 
-    def test_never_brings_back_a_deregistered_instance(self, registrar: Registrar,
-                                                       consul: FakeConsul) -> None:
+    def test_never_brings_back_a_deregistered_instance(self, registrar: Registrar, consul: FakeConsul) -> None:
         registrar.register(8123)
         registrar.deregister()
         assert registrar.ensure_registered() is False
@@ -132,15 +137,14 @@ class TestEnsureRegistered:
 
 
 class TestDrain:
-    def test_sets_maintenance_then_waits_for_consul_then_the_grace(self, registrar: Registrar,
-                                                                   consul: FakeConsul,
-                                                                   events: list[str]) -> None:
+    def test_sets_maintenance_then_waits_for_consul_then_the_grace(
+        self, registrar: Registrar, consul: FakeConsul, events: list[str]
+    ) -> None:
         registrar.register(8123)
         consul.passing_polls_before_drop = 2
         events.clear()
         dropped_after = registrar.drain()
-        assert events == ["maintenance:true", "health", "sleep:0.1", "health", "sleep:0.1", "health",
-                          "sleep:3"]
+        assert events == ["maintenance:true", "health", "sleep:0.1", "health", "sleep:0.1", "health", "sleep:3"]
         assert dropped_after == pytest.approx(0.2)
 
     def test_grace_can_be_given_per_call(self, registrar: Registrar, events: list[str]) -> None:
@@ -148,23 +152,24 @@ class TestDrain:
         registrar.drain(in_flight_wait=0.5)
         assert events[-1] == "sleep:0.5"
 
-    def test_still_waits_the_grace_when_consul_is_down(self, registrar: Registrar, consul: FakeConsul,
-                                                       events: list[str]) -> None:
+    def test_still_waits_the_grace_when_consul_is_down(
+        self, registrar: Registrar, consul: FakeConsul, events: list[str]
+    ) -> None:
         registrar.register(8123)
         consul.down = True
         assert registrar.drain() is None
         assert events[-1] == "sleep:3"
 
-    def test_gives_up_confirming_after_a_bounded_time(self, registrar: Registrar, consul: FakeConsul,
-                                                      fake_time: FakeTime) -> None:
+    def test_gives_up_confirming_after_a_bounded_time(
+        self, registrar: Registrar, consul: FakeConsul, fake_time: FakeTime
+    ) -> None:
         registrar.register(8123)
         consul.passing_polls_before_drop = 10_000
         start = fake_time.now
         assert registrar.drain() is None
         assert fake_time.now - start <= 3.0 + 3.0 + 0.2
 
-    def test_is_skipped_for_an_instance_never_registered(self, registrar: Registrar,
-                                                         events: list[str]) -> None:
+    def test_is_skipped_for_an_instance_never_registered(self, registrar: Registrar, events: list[str]) -> None:
         assert registrar.drain() is None
         assert events == []
 

@@ -1,4 +1,5 @@
 """How the renderer reads Consul: stale-tolerant long polls, and which failures mean a restart."""
+
 from __future__ import annotations
 
 import http.server

@@ -1,4 +1,5 @@
 """The renderer writes the cluster's one log shape, with the standard library only."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """scripts/secured/acl_client.py: Consul's answers sorted into retry, refused and failed, through py-consul."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,8 +35,15 @@ def client_answering(code: int, body: str) -> tuple[AclClient, CannedHttp]:
     return client, http
 
 
-@pytest.mark.parametrize("code, body", [(0, ""), (500, "The ACL system is currently in legacy mode."),
-                                        (500, "No cluster leader"), (401, "ACL support disabled")])
+@pytest.mark.parametrize(
+    "code, body",
+    [
+        (0, ""),
+        (500, "The ACL system is currently in legacy mode."),
+        (500, "No cluster leader"),
+        (401, "ACL support disabled"),
+    ],
+)
 def test_no_answer_no_leader_or_acls_starting_up_mean_retry(code, body):
     client, _ = client_answering(code, body)
     with pytest.raises(AclNotReady):

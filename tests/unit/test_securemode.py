@@ -1,4 +1,5 @@
 """Secured mode's pure logic: policies, secret files, rate-limit settings, the mode of a run dir."""
+
 from __future__ import annotations
 
 import json
@@ -17,22 +18,30 @@ from scripts.secured.secretfiles import GOSSIP_CONFIG, SecretStore, mask
 
 def test_worker_policy_writes_exactly_its_service_and_reads_nodes():
     assert policies.policy_rules("worker", "ner-worker") == {
-        "service": {"ner-worker": {"policy": "write"}}, "node_prefix": {"": {"policy": "read"}}}
+        "service": {"ner-worker": {"policy": "write"}},
+        "node_prefix": {"": {"policy": "read"}},
+    }
 
 
 def test_gateway_policy_is_read_only():
     assert policies.policy_rules("gateway") == {
-        "service_prefix": {"": {"policy": "read"}}, "node_prefix": {"": {"policy": "read"}}}
+        "service_prefix": {"": {"policy": "read"}},
+        "node_prefix": {"": {"policy": "read"}},
+    }
 
 
 def test_agent_policy_is_its_own_node_or_any_node():
     assert policies.policy_rules("agent", node="ner-local")["node"] == {"ner-local": {"policy": "write"}}
     assert policies.policy_rules("agent", node=None) == {
-        "node_prefix": {"": {"policy": "write"}}, "service_prefix": {"": {"policy": "read"}}}
+        "node_prefix": {"": {"policy": "write"}},
+        "service_prefix": {"": {"policy": "read"}},
+    }
 
 
-@pytest.mark.parametrize("role, service, node", [("operator", "ner-worker", None), ("worker", 'x" {', None),
-                                                 ("agent", "ner-worker", 'n" } acl = "write')])
+@pytest.mark.parametrize(
+    "role, service, node",
+    [("operator", "ner-worker", None), ("worker", 'x" {', None), ("agent", "ner-worker", 'n" } acl = "write')],
+)
 def test_policy_rules_refuse_unknown_roles_and_names_that_would_inject_rules(role, service, node):
     with pytest.raises(ValueError):
         policies.policy_rules(role, service, node)
@@ -40,7 +49,10 @@ def test_policy_rules_refuse_unknown_roles_and_names_that_would_inject_rules(rol
 
 def test_policy_names_per_role():
     assert [policies.policy_name(r) for r in ("worker", "gateway", "agent")] == [
-        "ner-worker-worker", "ner-worker-gateway", "ner-worker-agent"]
+        "ner-worker-worker",
+        "ner-worker-gateway",
+        "ner-worker-agent",
+    ]
 
 
 def test_operator_tokens_link_global_management_and_the_others_their_policy_by_name():
@@ -83,15 +95,21 @@ def test_rate_limit_defaults_per_mode(secure, rate, burst):
 
 
 def test_rate_limit_overrides_and_off():
-    assert RateLimit.from_env({"NER_GATEWAY_RATE": "600r/m", "NER_GATEWAY_BURST": "5"}, True) == \
-        RateLimit("600r/m", 5)
+    assert RateLimit.from_env({"NER_GATEWAY_RATE": "600r/m", "NER_GATEWAY_BURST": "5"}, True) == RateLimit("600r/m", 5)
     assert RateLimit.from_env({"NER_GATEWAY_RATE": "off"}, True) == RateLimit(None, 0)
     assert limits_snippet(RateLimit(None, 0), "normal") is None
 
 
-@pytest.mark.parametrize("env", [{"NER_GATEWAY_RATE": "20"}, {"NER_GATEWAY_RATE": "20r/s; evil"},
-                                 {"NER_GATEWAY_RATE": "0r/s"}, {"NER_GATEWAY_BURST": "-1"},
-                                 {"NER_GATEWAY_BURST": "ten"}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"NER_GATEWAY_RATE": "20"},
+        {"NER_GATEWAY_RATE": "20r/s; evil"},
+        {"NER_GATEWAY_RATE": "0r/s"},
+        {"NER_GATEWAY_BURST": "-1"},
+        {"NER_GATEWAY_BURST": "ten"},
+    ],
+)
 def test_rate_limit_refuses_values_nginx_would_not_take(env):
     with pytest.raises(ValueError):
         RateLimit.from_env(env, False)
@@ -149,8 +167,13 @@ def test_write_nginx_conf_writes_the_modes_limits(tmp_path, secure, expected):
 
 def test_secure_hcl_enables_default_deny_acls_and_holds_no_secret():
     text = (REPO_ROOT / "consul" / "secure.hcl").read_text()
-    for line in ('enabled = true', 'default_policy = "deny"', 'enable_token_persistence = true',
-                 'down_policy = "extend-cache"', "encrypt_verify_incoming = true"):
+    for line in (
+        "enabled = true",
+        'default_policy = "deny"',
+        "enable_token_persistence = true",
+        'down_policy = "extend-cache"',
+        "encrypt_verify_incoming = true",
+    ):
         assert line in text
     assert "encrypt =" not in text and "agent =" not in text and "master" not in text
 

@@ -138,7 +138,10 @@ def test_split_into_words_ids_equal_modelscope_on_the_shipped_model():
     tokenizer = WordPieceTokenizer.from_directory(SHIPPED, add_special_tokens=False)
     assert tokenizer.split_into_words
     normalizer = tokenizer.normalizer()
-    extra = HOSTILE + ["苹果公司CEO库克在iPhone 15发布会上说，增长１２３％，达到45.6%。", "G20峰会于2016年9月在杭州举行"]
+    extra = HOSTILE + [
+        "苹果公司CEO库克在iPhone 15发布会上说，增长１２３％，达到45.6%。",
+        "G20峰会于2016年9月在杭州举行",
+    ]
     texts = [normalizer.normalize(text)[:126] for text in msra_test_sentences() + extra]  # chunks are <= 126
     mismatches = [text for text in texts if modelscope_encoding(preprocessor, text) != astuple(tokenizer.encode(text))]
     assert mismatches == []

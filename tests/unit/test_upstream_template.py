@@ -1,4 +1,5 @@
 """The upstream template interpreter must render exactly what consul-template would."""
+
 from __future__ import annotations
 
 import itertools
@@ -20,13 +21,25 @@ NGINX_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "nginx-template"
 UPSTREAM_TEMPLATE = (NGINX_TEMPLATE_DIR / "upstream.ctmpl").read_text()
 
 
-def instance(node: str = "n1", id: str = "w1", status: str = "passing", address: str = "10.0.0.1",
-             port: int = 8000, name: str = "ner-worker") -> Instance:
+def instance(
+    node: str = "n1",
+    id: str = "w1",
+    status: str = "passing",
+    address: str = "10.0.0.1",
+    port: int = 8000,
+    name: str = "ner-worker",
+) -> Instance:
     return Instance(node=node, id=id, name=name, address=address, port=port, status=status)
 
 
-def entry(node: str, id: str, port: int, checks: list[tuple[str, str]], address: str = "10.0.0.9",
-          node_address: str = "10.0.0.1") -> dict:
+def entry(
+    node: str,
+    id: str,
+    port: int,
+    checks: list[tuple[str, str]],
+    address: str = "10.0.0.9",
+    node_address: str = "10.0.0.1",
+) -> dict:
     """A /v1/health/service element as Consul 1.8 returns it."""
     return {
         "Node": {"Node": node, "Address": node_address},
@@ -85,22 +98,25 @@ def test_comment_with_space_before_it_is_rejected_like_go():
         render("{{ /* not a comment */ }}", [])
 
 
-@pytest.mark.parametrize("source", [
-    "{{ .Address | printf \"%s\" }}",
-    "{{ range $i, $s := service \"ner-worker\" }}{{ end }}",
-    "{{ with service \"ner-worker\" }}{{ end }}",
-    "{{ range nodes }}{{ end }}",
-    "{{ range service \"web.ner-worker\" }}{{ end }}",
-    "{{ range service \"ner-worker@dc2\" }}{{ end }}",
-    "{{ range service \"ner-worker|bogus\" }}{{ end }}",
-    "{{ if ne .ID \"x\" }}{{ end }}",
-    "{{ range service \"ner-worker\" }}{{ if eq .ID \"a\" }}{{ else if eq .ID \"b\" }}{{ end }}{{ end }}",
-    "{{ range service \"ner-worker\" }}{{ .Tags }}{{ end }}",
-    "{{ range service \"ner-worker\" }}no end",
-    "{{ end }}",
-    "{{ .ID",
-    "{{ key \"x\" }}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        '{{ .Address | printf "%s" }}',
+        '{{ range $i, $s := service "ner-worker" }}{{ end }}',
+        '{{ with service "ner-worker" }}{{ end }}',
+        "{{ range nodes }}{{ end }}",
+        '{{ range service "web.ner-worker" }}{{ end }}',
+        '{{ range service "ner-worker@dc2" }}{{ end }}',
+        '{{ range service "ner-worker|bogus" }}{{ end }}',
+        '{{ if ne .ID "x" }}{{ end }}',
+        '{{ range service "ner-worker" }}{{ if eq .ID "a" }}{{ else if eq .ID "b" }}{{ end }}{{ end }}',
+        '{{ range service "ner-worker" }}{{ .Tags }}{{ end }}',
+        '{{ range service "ner-worker" }}no end',
+        "{{ end }}",
+        "{{ .ID",
+        '{{ key "x" }}',
+    ],
+)
 def test_unsupported_or_malformed_syntax_raises_a_clear_error(source):
     with pytest.raises(TemplateError):
         render(source, [instance()])
@@ -108,7 +124,7 @@ def test_unsupported_or_malformed_syntax_raises_a_clear_error(source):
 
 def test_error_message_names_the_line():
     with pytest.raises(TemplateError, match="line 3"):
-        render("a\nb\n{{ with service \"x\" }}{{ end }}", [])
+        render('a\nb\n{{ with service "x" }}{{ end }}', [])
 
 
 def test_eq_on_different_types_is_an_error_like_go():
@@ -136,8 +152,15 @@ def test_service_without_filter_returns_passing_only():
 
 def test_passing_warning_filter_includes_warning_but_not_critical_or_maintenance():
     text = '{{ range service "ner-worker|passing,warning" }}{{ .ID }} {{ end }}'
-    out = render(text, [instance(id="p"), instance(id="w", status="warning"),
-                           instance(id="c", status="critical"), instance(id="m", status="maintenance")])
+    out = render(
+        text,
+        [
+            instance(id="p"),
+            instance(id="w", status="warning"),
+            instance(id="c", status="critical"),
+            instance(id="m", status="maintenance"),
+        ],
+    )
     assert out == "p w "
 
 
@@ -147,16 +170,22 @@ def test_any_filter_returns_every_status():
     assert out == "a b "
 
 
-@pytest.mark.parametrize("checks, expected", [
-    ([], "passing"),
-    ([("serfHealth", "passing"), ("service:w1", "passing")], "passing"),
-    ([("serfHealth", "passing"), ("service:w1", "warning")], "warning"),
-    ([("serfHealth", "critical"), ("service:w1", "warning")], "critical"),
-    ([("service:w1", "warning"), ("service:w1:2", "critical")], "critical"),
-    ([("serfHealth", "passing"), ("_service_maintenance:w1", "critical"), ("service:w1", "passing")], "maintenance"),
-    ([("_node_maintenance", "critical"), ("service:w1", "passing")], "maintenance"),
-    ([("service:w1", "bogus")], ""),
-])
+@pytest.mark.parametrize(
+    "checks, expected",
+    [
+        ([], "passing"),
+        ([("serfHealth", "passing"), ("service:w1", "passing")], "passing"),
+        ([("serfHealth", "passing"), ("service:w1", "warning")], "warning"),
+        ([("serfHealth", "critical"), ("service:w1", "warning")], "critical"),
+        ([("service:w1", "warning"), ("service:w1:2", "critical")], "critical"),
+        (
+            [("serfHealth", "passing"), ("_service_maintenance:w1", "critical"), ("service:w1", "passing")],
+            "maintenance",
+        ),
+        ([("_node_maintenance", "critical"), ("service:w1", "passing")], "maintenance"),
+        ([("service:w1", "bogus")], ""),
+    ],
+)
 def test_status_aggregates_all_checks_worst_first(checks, expected):
     assert aggregate_status([{"CheckID": c, "Status": s} for c, s in checks]) == expected
 
@@ -167,8 +196,12 @@ def test_instance_address_falls_back_to_node_address():
 
 
 def test_instances_are_ordered_by_node_then_service_id():
-    shuffled = [instance(node="b", id="1"), instance(node="a", id="2"), instance(node="a", id="10"),
-                instance(node="c", id="0")]
+    shuffled = [
+        instance(node="b", id="1"),
+        instance(node="a", id="2"),
+        instance(node="a", id="10"),
+        instance(node="c", id="0"),
+    ]
     query = ServiceQuery.parse("ner-worker")
     assert [(i.node, i.id) for i in query.select(shuffled)] == [("a", "10"), ("a", "2"), ("b", "1"), ("c", "0")]
 
@@ -183,15 +216,20 @@ def test_service_override_selects_another_service_name():
 
 
 def test_upstream_gives_warning_instances_a_lower_weight():
-    lines = server_lines(render(UPSTREAM_TEMPLATE, [instance(id="p", port=1), instance(id="w", port=2, status="warning")]))
+    lines = server_lines(
+        render(UPSTREAM_TEMPLATE, [instance(id="p", port=1), instance(id="w", port=2, status="warning")])
+    )
     assert lines[0].startswith("server 10.0.0.1:1 weight=10 ")
     assert lines[1].startswith("server 10.0.0.1:2 weight=1 ")
 
 
 def test_upstream_excludes_critical_and_maintenance_instances():
-    lines = server_lines(render(UPSTREAM_TEMPLATE, [instance(id="c", status="critical"),
-                                                       instance(id="m", status="maintenance"),
-                                                       instance(id="p", port=3)]))
+    lines = server_lines(
+        render(
+            UPSTREAM_TEMPLATE,
+            [instance(id="c", status="critical"), instance(id="m", status="maintenance"), instance(id="p", port=3)],
+        )
+    )
     assert len(lines) == 1 and "10.0.0.1:3" in lines[0]
 
 
@@ -202,8 +240,10 @@ def test_empty_set_renders_an_upstream_that_is_never_empty():
 
 
 def test_rendering_is_byte_identical_for_the_same_state_in_any_order():
-    entries = [entry(f"node-{n}", f"w-{i}", 8000 + i, [("serfHealth", "passing"), (f"service:w-{i}", s)])
-               for n, i, s in [(2, 1, "passing"), (1, 2, "warning"), (1, 3, "passing"), (3, 4, "critical")]]
+    entries = [
+        entry(f"node-{n}", f"w-{i}", 8000 + i, [("serfHealth", "passing"), (f"service:w-{i}", s)])
+        for n, i, s in [(2, 1, "passing"), (1, 2, "warning"), (1, 3, "passing"), (3, 4, "critical")]
+    ]
     outputs = {render(UPSTREAM_TEMPLATE, list(order)) for order in itertools.permutations(entries)}
     assert len(outputs) == 1
     ports = [line.split()[1] for line in server_lines(outputs.pop())]
@@ -212,8 +252,15 @@ def test_rendering_is_byte_identical_for_the_same_state_in_any_order():
 
 def test_random_states_render_deterministically():
     rng = random.Random(7)
-    pool = [instance(node=f"n{rng.randint(1, 3)}", id=f"id{i}", port=9000 + i,
-                     status=rng.choice(["passing", "warning", "critical"])) for i in range(12)]
+    pool = [
+        instance(
+            node=f"n{rng.randint(1, 3)}",
+            id=f"id{i}",
+            port=9000 + i,
+            status=rng.choice(["passing", "warning", "critical"]),
+        )
+        for i in range(12)
+    ]
     first = render(UPSTREAM_TEMPLATE, pool)
     for _ in range(20):
         rng.shuffle(pool)
@@ -224,14 +271,19 @@ def test_random_states_render_deterministically():
 
 
 def test_nginx_conf_template_fills_every_placeholder_and_keeps_nginx_variables():
-    text = fill_nginx_conf((NGINX_TEMPLATE_DIR / "nginx.conf.tmpl").read_text(),
-                           prefix="/srv/gw", upstream_conf="/srv/gw/upstream.conf", listen="0.0.0.0:8080")
+    text = fill_nginx_conf(
+        (NGINX_TEMPLATE_DIR / "nginx.conf.tmpl").read_text(),
+        prefix="/srv/gw",
+        upstream_conf="/srv/gw/upstream.conf",
+        listen="0.0.0.0:8080",
+    )
     assert "${" not in text and "$$" not in text
     assert "listen 0.0.0.0:8080;" in text and "include /srv/gw/upstream.conf;" in text
     assert "$request_id" in text and "$proxy_add_x_forwarded_for" in text
     # plain string.Template, as other starters of nginx use it
     string.Template((NGINX_TEMPLATE_DIR / "nginx.conf.tmpl").read_text()).substitute(
-        PREFIX="/p", LISTEN="127.0.0.1:1", UPSTREAM_CONF="/p/u.conf")
+        PREFIX="/p", LISTEN="127.0.0.1:1", UPSTREAM_CONF="/p/u.conf"
+    )
 
 
 # --------------------------------------------------------------------------- applying a rendered upstream

@@ -1,4 +1,5 @@
 """The tests' poller: returns once the condition holds, or fails naming what it waited for."""
+
 from __future__ import annotations
 
 import itertools

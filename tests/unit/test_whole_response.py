@@ -1,4 +1,5 @@
 """worker/whole_response.py: a response leaves in one send, byte for byte what stock gunicorn sends."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -48,13 +49,17 @@ def test_a_response_with_a_length_leaves_in_one_send():
     assert sock.sends[0].endswith(b'\r\n\r\n{"entities":[]}')
 
 
-@pytest.mark.parametrize("method, status, headers, body", [
-    ("POST", "200 OK", JSON, [b'{"entities":[]}']),
-    ("POST", "429 Too Many Requests", JSON, [b'{"entities":', b"[]}"]),
-    ("GET", "200 OK", [("Content-Type", "text/plain")], [b"streamed ", b"in chunks"]),
-    ("HEAD", "200 OK", JSON, []),
-    ("DELETE", "204 No Content", [], [b""]),
-], ids=["one body item", "two body items", "chunked", "head", "no content"])
+@pytest.mark.parametrize(
+    "method, status, headers, body",
+    [
+        ("POST", "200 OK", JSON, [b'{"entities":[]}']),
+        ("POST", "429 Too Many Requests", JSON, [b'{"entities":', b"[]}"]),
+        ("GET", "200 OK", [("Content-Type", "text/plain")], [b"streamed ", b"in chunks"]),
+        ("HEAD", "200 OK", JSON, []),
+        ("DELETE", "204 No Content", [], [b""]),
+    ],
+    ids=["one body item", "two body items", "chunked", "head", "no content"],
+)
 def test_the_bytes_on_the_wire_are_those_stock_gunicorn_sends(method, status, headers, body):
     ours = respond(WholeResponse, method, status, headers, body)
     stock = respond(wsgi.Response, method, status, headers, body)

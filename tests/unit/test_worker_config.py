@@ -1,4 +1,5 @@
 """Worker settings from NER_* variables: defaults, parsing, and clear refusals."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,19 +24,44 @@ def test_default_model_dir_is_inside_the_repository():
 
 
 def test_every_variable_is_read():
-    config = load_config({
-        "NER_MODEL_DIR": "/models/x", "NER_MODEL_NAME": "raner-news", "NER_MODEL_VERSION": "abc",
-        "NER_BACKEND": "other", "NER_MAX_TEXT_CHARS": "10", "NER_MAX_BATCH_TEXTS": "2",
-        "NER_MAX_BODY_BYTES": "300", "NER_TORCH_THREADS": "2", "NER_INSTANCE_ID": "ner-worker-7",
-        "NER_BIND": "0.0.0.0:9000", "NER_PROCESSES": "3", "NER_THREADS": "8",
-        "NER_MAX_INFLIGHT": "5", "PROMETHEUS_MULTIPROC_DIR": "/tmp/metrics",
-        "NER_QUEUE_DEADLINE_MS": "250", "NER_MAX_QUEUE": "40",
-    })
+    config = load_config(
+        {
+            "NER_MODEL_DIR": "/models/x",
+            "NER_MODEL_NAME": "raner-news",
+            "NER_MODEL_VERSION": "abc",
+            "NER_BACKEND": "other",
+            "NER_MAX_TEXT_CHARS": "10",
+            "NER_MAX_BATCH_TEXTS": "2",
+            "NER_MAX_BODY_BYTES": "300",
+            "NER_TORCH_THREADS": "2",
+            "NER_INSTANCE_ID": "ner-worker-7",
+            "NER_BIND": "0.0.0.0:9000",
+            "NER_PROCESSES": "3",
+            "NER_THREADS": "8",
+            "NER_MAX_INFLIGHT": "5",
+            "PROMETHEUS_MULTIPROC_DIR": "/tmp/metrics",
+            "NER_QUEUE_DEADLINE_MS": "250",
+            "NER_MAX_QUEUE": "40",
+        }
+    )
     assert config == WorkerConfig(
-        model_dir=Path("/models/x"), model_name="raner-news", model_version="abc", backend="other",
-        max_text_chars=10, max_batch_texts=2, max_body_bytes=300, torch_threads=2,
-        instance_id="ner-worker-7", bind="0.0.0.0:9000", processes=3, threads=8, max_inflight=5,
-        metrics_dir=Path("/tmp/metrics"), queue_deadline_ms=250.0, max_queue=40)
+        model_dir=Path("/models/x"),
+        model_name="raner-news",
+        model_version="abc",
+        backend="other",
+        max_text_chars=10,
+        max_batch_texts=2,
+        max_body_bytes=300,
+        torch_threads=2,
+        instance_id="ner-worker-7",
+        bind="0.0.0.0:9000",
+        processes=3,
+        threads=8,
+        max_inflight=5,
+        metrics_dir=Path("/tmp/metrics"),
+        queue_deadline_ms=250.0,
+        max_queue=40,
+    )
 
 
 def test_config_is_immutable():
@@ -87,9 +113,19 @@ def test_metrics_dir_is_unset_by_default():
     assert load_config({}).metrics_dir is None
 
 
-@pytest.mark.parametrize("name", ["NER_MAX_TEXT_CHARS", "NER_MAX_BATCH_TEXTS", "NER_MAX_BODY_BYTES",
-                                  "NER_TORCH_THREADS", "NER_PROCESSES", "NER_THREADS",
-                                  "NER_MAX_INFLIGHT", "NER_MAX_QUEUE"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "NER_MAX_TEXT_CHARS",
+        "NER_MAX_BATCH_TEXTS",
+        "NER_MAX_BODY_BYTES",
+        "NER_TORCH_THREADS",
+        "NER_PROCESSES",
+        "NER_THREADS",
+        "NER_MAX_INFLIGHT",
+        "NER_MAX_QUEUE",
+    ],
+)
 @pytest.mark.parametrize("value", ["0", "-1", "ten", "1.5"])
 def test_counts_must_be_positive_integers(name, value):
     with pytest.raises(ValueError, match=name):
@@ -105,7 +141,6 @@ def test_malformed_bind_is_refused(bind):
 @pytest.mark.parametrize("bind", ["127.0.0.1:0", "0.0.0.0:8000", "[::]:8000", "unix:/tmp/ner.sock"])
 def test_gunicorn_bind_forms_are_accepted(bind):
     assert load_config({"NER_BIND": bind}).bind == bind
-
 
 
 def test_export_cache_is_the_repositorys_where_it_is_writable():

@@ -1,4 +1,5 @@
 """Structured logs: JSON lines off a terminal, text on one, and one line per request."""
+
 from __future__ import annotations
 
 import io
@@ -59,8 +60,9 @@ def test_registrar_events_have_the_same_shape_with_their_fields(restore_root_log
 
 
 def test_a_field_never_hides_the_lines_own_keys():
-    record = logging.getLogger("x").makeRecord("x", logging.WARNING, __file__, 1, "hi", (), None,
-                                               extra={"fields": {"level": "fake", "event": "forged"}})
+    record = logging.getLogger("x").makeRecord(
+        "x", logging.WARNING, __file__, 1, "hi", (), None, extra={"fields": {"level": "fake", "event": "forged"}}
+    )
     entry = json.loads(JsonFormatter().format(record))
     assert (entry["level"], entry["event"]) == ("WARNING", "hi")
 
@@ -78,8 +80,9 @@ def test_json_log_line_keeps_the_traceback_in_one_field():
     try:
         raise ValueError("boom")
     except ValueError:
-        record = logging.getLogger("x").makeRecord("x", logging.ERROR, __file__, 1, "failed", (),
-                                                   exc_info=sys.exc_info())
+        record = logging.getLogger("x").makeRecord(
+            "x", logging.ERROR, __file__, 1, "failed", (), exc_info=sys.exc_info()
+        )
     line = JsonFormatter().format(record)
     assert "\n" not in line
     assert "ValueError: boom" in json.loads(line)["exception"]
@@ -124,9 +127,9 @@ def test_text_formatter_puts_fields_before_the_traceback():
     try:
         raise ValueError("boom")
     except ValueError:
-        record = logging.getLogger("x").makeRecord("x", logging.ERROR, __file__, 1, "failed", (),
-                                                   exc_info=sys.exc_info(),
-                                                   extra={"request_id": "r9"})
+        record = logging.getLogger("x").makeRecord(
+            "x", logging.ERROR, __file__, 1, "failed", (), exc_info=sys.exc_info(), extra={"request_id": "r9"}
+        )
     first_line = TextFormatter().format(record).splitlines()[0]
     assert first_line.endswith("failed request_id=r9")
 
@@ -138,8 +141,7 @@ def request_records(caplog):
 def test_one_log_line_per_request_with_its_fields(caplog):
     client = make_client(instance_id="ner-worker-9")
     with caplog.at_level(logging.DEBUG, logger="worker.request"):
-        client.simulate_post("/v1/ner", json={"texts": ["北京", "张三在"]},
-                             headers={"X-Request-Id": "req-42"})
+        client.simulate_post("/v1/ner", json={"texts": ["北京", "张三在"]}, headers={"X-Request-Id": "req-42"})
     [record] = request_records(caplog)
     assert record.request_id == "req-42"
     assert record.worker_id == "ner-worker-9"

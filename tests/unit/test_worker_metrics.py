@@ -1,4 +1,5 @@
 """GET /metrics: the counters after requests, and correct totals across processes."""
+
 from __future__ import annotations
 
 import os
@@ -78,8 +79,14 @@ def test_metrics_are_summed_across_processes(tmp_path):
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
 
     def child(mode: str) -> str:
-        done = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path), mode], cwd=REPO_ROOT,
-                              env=env, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(tmp_path), mode],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 

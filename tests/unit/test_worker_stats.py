@@ -1,4 +1,5 @@
 """The operator's table reads each worker's load from its /metrics, and shows `?` rather than waiting."""
+
 from __future__ import annotations
 
 import socket
@@ -16,8 +17,17 @@ def scrape_text(client) -> str:
 
 
 def instance(service_id: str) -> Instance:
-    return Instance(id=service_id, service="ner-worker", address="10.0.0.5", port=8001, status="passing",
-                    model="raner", version="abc", node="node-a", node_address="10.0.0.1")
+    return Instance(
+        id=service_id,
+        service="ner-worker",
+        address="10.0.0.5",
+        port=8001,
+        status="passing",
+        model="raner",
+        version="abc",
+        node="node-a",
+        node_address="10.0.0.1",
+    )
 
 
 def test_served_counts_api_requests_of_any_status_but_not_health_checks_or_scrapes():
@@ -55,12 +65,14 @@ def test_metrics_without_the_worker_families_are_unknown_not_zero():
 
 
 def test_multiprocess_style_samples_of_the_same_family_are_added_up():
-    text = ('# TYPE ner_http_requests_in_flight gauge\nner_http_requests_in_flight 3.0\n'
-            '# TYPE ner_http_requests_total counter\n'
-            'ner_http_requests_total{method="POST",route="/v1/ner",status="200"} 7.0\n'
-            'ner_http_requests_total{method="POST",route="/v1/ner",status="429"} 2.0\n'
-            'ner_http_requests_total{method="POST",route="/predict",status="200"} 1.0\n'
-            'ner_http_requests_total{method="GET",route="/health",status="200"} 50.0\n')
+    text = (
+        "# TYPE ner_http_requests_in_flight gauge\nner_http_requests_in_flight 3.0\n"
+        "# TYPE ner_http_requests_total counter\n"
+        'ner_http_requests_total{method="POST",route="/v1/ner",status="200"} 7.0\n'
+        'ner_http_requests_total{method="POST",route="/v1/ner",status="429"} 2.0\n'
+        'ner_http_requests_total{method="POST",route="/predict",status="200"} 1.0\n'
+        'ner_http_requests_total{method="GET",route="/health",status="200"} 50.0\n'
+    )
     assert parse_metrics(text) == WorkerStats(in_flight=2, served=10)
 
 

@@ -39,9 +39,7 @@ def load_backend(
     if kind == "raner":
         from worker.backends.raner import RanerBackend
 
-        return RanerBackend.from_directory(
-            Path(model_dir), name=name, version=version, torch_threads=torch_threads
-        )
+        return RanerBackend.from_directory(Path(model_dir), name=name, version=version, torch_threads=torch_threads)
     if kind == "onnx":
         from worker.backends.fast import FastBackend
         from worker.config import DEFAULT_CACHE_DIR

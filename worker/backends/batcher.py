@@ -36,8 +36,18 @@ Result = TypeVar("Result")
 class _Call(Generic[Item, Result]):
     """One caller's items: how many a batch has taken, and where their results land."""
 
-    __slots__ = ("items", "taken", "results", "error", "remaining", "started", "started_flag", "done",
-                 "arrived", "admitted")
+    __slots__ = (
+        "items",
+        "taken",
+        "results",
+        "error",
+        "remaining",
+        "started",
+        "started_flag",
+        "done",
+        "arrived",
+        "admitted",
+    )
 
     def __init__(self, items: Sequence[Item], arrived: float, admitted: bool) -> None:
         self.items = items
@@ -118,8 +128,9 @@ class MicroBatcher(Generic[Item, Result]):
             self._resolved += 1
             self._cond.notify()
 
-    def submit(self, items: Sequence[Item], timeout: float | None = None, *, announced: bool = False,
-               urgent: bool = False) -> list[Result]:
+    def submit(
+        self, items: Sequence[Item], timeout: float | None = None, *, announced: bool = False, urgent: bool = False
+    ) -> list[Result]:
         """Results for items, in their order; raises what the batch raised, Refused, or TimeoutError.
 
         urgent: goes to the front of the queue and past admission (the health probe, which

@@ -15,8 +15,12 @@ def emission_graph(kind: str, model):
         return _LstmEmissions(model), (ids, reverse), names, {**{n: batch_axes for n in names}, "emissions": batch_axes}
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.long)
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    return (_TransformerEmissions(model), (ids, mask, torch.zeros_like(ids)), names,
-            {**{n: batch_axes for n in names}, "emissions": batch_axes})
+    return (
+        _TransformerEmissions(model),
+        (ids, mask, torch.zeros_like(ids)),
+        names,
+        {**{n: batch_axes for n in names}, "emissions": batch_axes},
+    )
 
 
 class _TransformerEmissions(torch.nn.Module):

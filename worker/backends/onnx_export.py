@@ -87,8 +87,12 @@ def _export(model_dir: Path, directory: Path, torch_threads: int) -> None:
                 output_names=["emissions"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
             )  # fmt: skip
         crf = model.head.crf
-        CrfParams(*(parameter.detach().float().numpy() for parameter in
-                    (crf.start_transitions, crf.end_transitions, crf.transitions))).save(staging / "crf.npz")
+        CrfParams(
+            *(
+                parameter.detach().float().numpy()
+                for parameter in (crf.start_transitions, crf.end_transitions, crf.transitions)
+            )
+        ).save(staging / "crf.npz")
         meta = {
             "kind": kind,
             "inputs": names,

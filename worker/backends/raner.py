@@ -189,6 +189,7 @@ class RanerBackend(NerBackend):
         right = self._predict_robust(text[middle:]) if text[middle:].strip() else []
         return left + [_shifted(item, middle) for item in right if raw_offsets(item) is not None]
 
+
 def _shifted(item: dict, by: int) -> dict:
     """A raw entity of a text's right part, in offsets of the whole text."""
     start, end = raw_offsets(item)

@@ -1,4 +1,5 @@
 """The one error the template interpreter raises."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Executing a parsed template against Consul's instances, with Go's rules for fields and eq."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class Template:
                 if isinstance(node, (Range, If)):
                     walk(node.body)
                     walk(node.otherwise)
+
         walk(self.nodes)
         return found
 
@@ -83,8 +85,9 @@ def _equal(condition: Eq, dot: Instance | None) -> bool:
     return left == right
 
 
-def render(template_text: str, instances: Iterable[Union[Instance, Mapping[str, Any]]],
-           service: str | None = None) -> str:
+def render(
+    template_text: str, instances: Iterable[Union[Instance, Mapping[str, Any]]], service: str | None = None
+) -> str:
     """Render the upstream template for these instances (Instance or raw Consul health entries).
 
     Pass all instances of the service: the template's status filter and the

@@ -1,4 +1,5 @@
 """Go's text/template lexing for the subset: text and actions, trim markers, comments, tokens."""
+
 from __future__ import annotations
 
 import json
@@ -9,14 +10,17 @@ from typing import Union
 from upstream_renderer.template.errors import TemplateError
 
 TRIM_CHARS = " \t\r\n"  # what Go's text/template trims next to {{- and -}}
-TOKEN_RE = re.compile(r"""
+TOKEN_RE = re.compile(
+    r"""
     \s*(?:
       (?P<field>\.[A-Za-z_]\w*)
     | (?P<word>[A-Za-z_]\w*)
     | (?P<string>"(?:[^"\\\n]|\\.)*")
     | (?P<raw>`[^`]*`)
     | (?P<other>\S+)
-    )""", re.VERBOSE)
+    )""",
+    re.VERBOSE,
+)
 
 Token = tuple[str, str]  # (kind, source text): kind is field, word, string or raw
 
@@ -43,8 +47,11 @@ def split_actions(source: str) -> list[Union[str, Action]]:
             return parts
         line = source.count("\n", 0, start) + 1
         inner_start = start + 2
-        if source[inner_start:inner_start + 1] == "-" and source[inner_start + 1:inner_start + 2] != "" \
-                and source[inner_start + 1] in TRIM_CHARS:
+        if (
+            source[inner_start : inner_start + 1] == "-"
+            and source[inner_start + 1 : inner_start + 2] != ""
+            and source[inner_start + 1] in TRIM_CHARS
+        ):
             text = text.rstrip(TRIM_CHARS)  # "{{- " trims the white space before the action
             inner_start += 2
         parts.append(text)
@@ -65,12 +72,12 @@ def _action_body(source: str, start: int, line: int) -> tuple[str, int, bool]:
         after = close + 2
         for tail in ("}}", " -}}", "\t-}}", "\r-}}", "\n-}}"):
             if source.startswith(tail, after):
-                return source[start:after + len(tail) - 2], after + len(tail), True
+                return source[start : after + len(tail) - 2], after + len(tail), True
         raise TemplateError(f"line {line}: comment ends before closing delimiter")
     i = start
     while i < len(source):
         char = source[i]
-        if char in "\"`":
+        if char in '"`':
             closing = source.find(char, i + 1) if char == "`" else _string_end(source, i, line)
             if closing < 0:
                 raise TemplateError(f"line {line}: unterminated string")
@@ -106,8 +113,10 @@ def tokenize(inner: str, line: int) -> list[Token]:
             continue
         value = match.group(kind)
         if kind == "other":
-            raise TemplateError(f"line {line}: unsupported syntax {value!r} in {{{{{inner}}}}}; "
-                                "supported: range service, if eq, else, end, .Field, strings")
+            raise TemplateError(
+                f"line {line}: unsupported syntax {value!r} in {{{{{inner}}}}}; "
+                "supported: range service, if eq, else, end, .Field, strings"
+            )
         tokens.append((kind, value))
     if not tokens:
         raise TemplateError(f"line {line}: empty action")

@@ -1,4 +1,5 @@
 """The node tree of a template: text, fields, literals, `range service`, `if eq`, as Go's parse package builds it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -77,8 +78,9 @@ class Parser:
                 if inside is None:
                     raise TemplateError(f"line {part.line}: {{{{{keyword[1]}}}}} without range/if")
                 if len(part.tokens) != 1:
-                    raise TemplateError(f"line {part.line}: unsupported '{keyword[1]} ...' "
-                                        "(no 'else if' / 'else with')")
+                    raise TemplateError(
+                        f"line {part.line}: unsupported '{keyword[1]} ...' (no 'else if' / 'else with')"
+                    )
                 return nodes, part
             nodes.append(self._action(part))
         if inside is not None:
@@ -105,8 +107,10 @@ class Parser:
     def _range_query(action: Action) -> ServiceQuery:
         tokens = action.tokens
         if len(tokens) != 3 or tokens[1] != ("word", "service") or tokens[2][0] not in ("string", "raw"):
-            raise TemplateError(f"line {action.line}: only 'range service \"name|filters\"' is "
-                                "supported (no variables, pipes or other functions)")
+            raise TemplateError(
+                f"line {action.line}: only 'range service \"name|filters\"' is "
+                "supported (no variables, pipes or other functions)"
+            )
         try:
             return ServiceQuery.parse(string_value(*tokens[2]))
         except InvalidQuery as exc:
@@ -122,8 +126,7 @@ class Parser:
     @staticmethod
     def _output(action: Action) -> Operand:
         if len(action.tokens) != 1:
-            raise TemplateError(f"line {action.line}: unsupported action "
-                                f"{' '.join(v for _, v in action.tokens)!r}")
+            raise TemplateError(f"line {action.line}: unsupported action {' '.join(v for _, v in action.tokens)!r}")
         return operand(action.tokens[0], action.line)
 
 
@@ -132,10 +135,12 @@ def operand(token: Token, line: int) -> Operand:
     kind, value = token
     if kind == "field":
         if value[1:] not in INSTANCE_FIELDS:
-            raise TemplateError(f"line {line}: unsupported field {value} "
-                                f"(supported: {', '.join(sorted(INSTANCE_FIELDS))})")
+            raise TemplateError(
+                f"line {line}: unsupported field {value} (supported: {', '.join(sorted(INSTANCE_FIELDS))})"
+            )
         return Field(value[1:], line)
     if kind in ("string", "raw"):
         return Literal(string_value(kind, value))
-    raise TemplateError(f"line {line}: unsupported {value!r} (functions other than "
-                        "'service' and 'eq' are not implemented)")
+    raise TemplateError(
+        f"line {line}: unsupported {value!r} (functions other than 'service' and 'eq' are not implemented)"
+    )
