@@ -29,6 +29,9 @@ class Instance:
     port: int
     status: str
     node_address: str = ""
+    # A check of the instance has run and failed (critical with output). A registration that
+    # Consul has not checked yet (a restarted agent's) is critical too, but with no output.
+    failed_check: bool = False
 
     @classmethod
     def from_health_entry(cls, entry: Mapping[str, Any]) -> "Instance":
@@ -42,6 +45,10 @@ class Instance:
             port=int(service["Port"]),
             status=aggregate_status(entry.get("Checks") or []),
             node_address=node["Address"],
+            failed_check=any(
+                check.get("Status") == "critical" and (check.get("Output") or "").strip()
+                for check in entry.get("Checks") or []
+            ),
         )
 
 

@@ -21,6 +21,7 @@ class Recovery:
         self.grace = grace
         self.clock = clock
         self.until = 0.0
+        self.last_healthy: dict[str, float] = {}  # instance ID -> when Consul last listed it healthy
 
     def start(self, reason: str) -> None:
         """Hold on to the instances we route to while their registrations come back."""
@@ -38,9 +39,16 @@ class Recovery:
         return self.until - self.clock()
 
     def keep(self, listed: list[Instance], live: list[Instance]) -> list[Instance]:
-        """During recovery, instances of the live upstream stay while Consul does not list them
-        (yet) or lists them critical: a fresh registration is critical until its first check passes.
-        One in maintenance (draining) is let go at once."""
+        """During recovery, instances of the live upstream stay while Consul does not list them (yet),
+        or lists them critical before any check has run: a fresh registration is critical until its
+        first check passes. One whose check ran and failed, or in maintenance, is let go at once, and
+        one Consul has not listed healthy for the grace is let go too, however often Consul restarts:
+        repeated recoveries must not keep dead workers in the upstream, where the gateway would spend
+        its tries on them."""
+        now = self.clock()
+        for instance in listed:
+            if instance.status in ("passing", "warning"):
+                self.last_healthy[instance.id] = now
         if not self.active():
             return listed
         current = {i.id: i for i in listed}
@@ -51,6 +59,9 @@ class Recovery:
         for kept in live:
             if owners.get((kept.address, kept.port), kept.id) != kept.id:
                 continue
-            if current.get(kept.id) is None or current[kept.id].status == "critical":
+            if now - self.last_healthy.get(kept.id, now) >= self.grace:
+                continue
+            seen = current.get(kept.id)
+            if seen is None or (seen.status == "critical" and not seen.failed_check):
                 current[kept.id] = kept
         return list(current.values())

@@ -42,7 +42,7 @@ def slow_batch() -> dict:
 DEADLINE_S = 10.0
 # Slow batches sent at once to one worker: enough that a new request cannot start within the
 # worker's queue deadline (NER_QUEUE_DEADLINE_MS, 500 ms), so it is refused.
-OVERLOADING_HOLDERS = 12
+OVERLOADING_HOLDERS = 24
 
 
 def in_upstream(cluster: LocalCluster, port: int) -> bool:

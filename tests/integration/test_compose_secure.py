@@ -222,6 +222,7 @@ def test_init_is_idempotent_and_no_secret_reaches_the_output(secured_consul):
         "gateway.token",
         "agent.token",
         "operator.token",
+        "prometheus.token",
         "consul-gossip.json",
     } == set(secrets)
     for text in (

@@ -233,6 +233,7 @@ def test_secrets_are_0600_files_and_never_appear_in_logs_or_output(secure):
         "worker.token",
         "gateway.token",
         "agent.token",
+        "prometheus.token",
         "consul-gossip.json",
     }
     for name in secrets:

@@ -68,7 +68,7 @@ def test_a_program_killed_under_load_runs_again_and_the_cluster_is_whole_with_no
         record_figure(f"heal.{program}.{kind}.requests", healed.requests[kind])
         record_figure(f"heal.{program}.{kind}.failed", healed.failed[kind])
     assert healed.requests["retrying"] > 50
-    assert healed.failed["retrying"] == 0, healed
+    assert healed.failed["retrying"] == 0, "\n".join(["failed:", *healed.failures])
 
 
 def test_after_nginx_master_is_killed_a_worker_started_later_gets_traffic(whole):
@@ -142,7 +142,7 @@ def test_twenty_random_kills_over_two_minutes_lose_no_request_and_down_leaves_no
         record_figure(f"heal.loop.{kind}.requests", result.requests[kind])
         record_figure(f"heal.loop.{kind}.failed", result.failed[kind])
     assert len(result.kills) == 20
-    assert result.failed["retrying"] == 0, result
+    assert result.failed["retrying"] == 0, "\n".join(["failed:", *result.failures, "kills:", *result.timeline])
     ports = whole.cluster_ports()
     whole.down()
     assert nothing_left(whole, ports) == []

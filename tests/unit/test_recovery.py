@@ -103,3 +103,23 @@ def test_after_consul_lost_its_state_the_runner_keeps_rendering_a_forgotten_inst
     assert runner.fetch(1)[0] == upstream(p1="passing", p2="passing")
     clock.now = GRACE
     assert runner.fetch(1)[0] == upstream(p2="passing")
+
+
+def test_during_recovery_an_instance_whose_check_ran_and_failed_is_let_go():
+    dead = Instance(
+        node="n1", id="a", name="ner-worker", address="127.0.0.1", port=8101, status="critical", failed_check=True
+    )
+    kept = recovering(FakeClock()).keep([dead], live=[instance("a", 8101)])
+    assert ids(kept) == {"a": "critical"}  # Consul's word, which the template's passing filter drops
+
+
+def test_an_instance_not_listed_healthy_for_the_grace_is_let_go_however_often_consul_restarts():
+    clock = FakeClock()
+    recovery = recovering(clock)
+    live = [instance("dead", 8101), instance("b", 8103)]
+    recovery.keep([instance("dead", 8101), instance("b", 8103)], live=live)  # both seen healthy
+    for _ in range(4):  # Consul restarts every 5 s, and the dead worker never registers again
+        clock.now += 5.0
+        recovery.start("consul lost its state")
+        kept = recovery.keep([instance("b", 8103)], live=live)
+    assert ids(kept) == {"b": "passing"}
