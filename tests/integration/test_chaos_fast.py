@@ -15,13 +15,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
+from unittest import mock
 
+import pytest
 import requests
 
 from bench.loadgen import PacedLoad
 from registrar.config import duration_seconds
 from registrar.config import load_config as registrar_config
 from scripts.localcluster import LocalCluster, Proc
+from tests.integration.conftest import started_cluster
 from tests.support.waiting import wait_for, wait_outcomes
 
 TEXT = {"text": "张三在北京的清华大学工作。"}
@@ -40,9 +43,29 @@ def slow_batch() -> dict:
 
 
 DEADLINE_S = 10.0
-# Slow batches sent at once to one worker: enough that a new request cannot start within the
-# worker's queue deadline (NER_QUEUE_DEADLINE_MS, 500 ms), so it is refused.
-OVERLOADING_HOLDERS = 24
+# Slow batches held in a worker at once: as many as its inference slots when it refuses at once
+# (NER_QUEUE_DEADLINE_MS=0, NER_MAX_INFLIGHT 3), so the next request is refused.
+OVERLOADING_HOLDERS = 3
+
+
+@pytest.fixture(scope="module")
+def refusing() -> Iterator[LocalCluster]:
+    """A cluster whose workers refuse at once when their slots are busy (NER_QUEUE_DEADLINE_MS=0).
+
+    With the default queue deadline, how many requests it takes to make a worker refuse depends on
+    the model's measured pace (a request predicted to wait past the deadline is refused on arrival),
+    so the refusal itself is set up the deterministic way here.
+    """
+    with mock.patch.dict(os.environ, {"NER_QUEUE_DEADLINE_MS": "0"}):  # supervisord passes it on
+        with started_cluster("ner-refusing-") as local:
+            yield local
+
+
+@pytest.fixture
+def refusing_workers(refusing: LocalCluster) -> LocalCluster:
+    refusing.up(2)
+    refusing.wait_gateway_routes_to_all()
+    return refusing
 
 
 def in_upstream(cluster: LocalCluster, port: int) -> bool:
@@ -126,8 +149,8 @@ def test_kill_9_fails_no_request_of_a_keep_alive_client_that_resends_on_a_reset_
     assert failed == []
 
 
-def test_a_worker_that_refuses_inference_reports_429_on_health_and_turns_warning(two_workers):
-    worker = list(two_workers.workers().values())[0]
+def test_a_worker_that_refuses_inference_reports_429_on_health_and_turns_warning(refusing_workers):
+    worker = list(refusing_workers.workers().values())[0]
     url = f"http://127.0.0.1:{worker.port}"
     with busy(worker, holders=OVERLOADING_HOLDERS):
         wait_for(
@@ -147,20 +170,20 @@ def test_a_worker_that_refuses_inference_reports_429_on_health_and_turns_warning
             interval=0.05,
         )
         health = requests.get(f"{url}/health", timeout=5)
-        wait_for(lambda: consul_status(two_workers, worker.port) == "warning", 5, "Consul warning")
+        wait_for(lambda: consul_status(refusing_workers, worker.port) == "warning", 5, "Consul warning")
         wait_for(
-            lambda: "weight=1 " in (two_workers.nginx_dir() / "upstream.conf").read_text(),
+            lambda: "weight=1 " in (refusing_workers.nginx_dir() / "upstream.conf").read_text(),
             5,
             "lower weight in the upstream",
         )
     assert health.status_code == 429
     assert set(health.json()) == {"title", "description"}
-    wait_for(lambda: consul_status(two_workers, worker.port) == "passing", 10, "passing again")
+    wait_for(lambda: consul_status(refusing_workers, worker.port) == "passing", 10, "passing again")
 
 
-def test_the_gateway_retries_a_429_on_another_worker_before_the_client_sees_it(two_workers):
-    worker = list(two_workers.workers().values())[0]
-    log = two_workers.nginx_dir() / "access.log"
+def test_the_gateway_retries_a_429_on_another_worker_before_the_client_sees_it(refusing_workers):
+    worker = list(refusing_workers.workers().values())[0]
+    log = refusing_workers.nginx_dir() / "access.log"
     start = log.stat().st_size
     with busy(worker, holders=OVERLOADING_HOLDERS):
         wait_for(
@@ -169,7 +192,7 @@ def test_the_gateway_retries_a_429_on_another_worker_before_the_client_sees_it(t
             "the worker to be full",
         )
         statuses = [
-            requests.post(f"{two_workers.config.gateway_url}/v1/ner", json=TEXT, timeout=10).status_code
+            requests.post(f"{refusing_workers.config.gateway_url}/v1/ner", json=TEXT, timeout=10).status_code
             for _ in range(20)
         ]
     with open(log, "rb") as out:
