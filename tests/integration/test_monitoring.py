@@ -144,22 +144,18 @@ def burst(cluster: LocalCluster, count: int, seconds: float) -> list[int]:
 
 
 def test_a_burst_of_5xx_at_the_gateway_moves_availability_and_fires_the_fast_burn(cluster, record_figure):
-    # The cluster's own start may have cost a 503 or two: well-served traffic first, so that the
-    # budget is intact before the burst (the fast burn needs over 1.44 % errors).
-    assert set(burst(cluster, 300, 3)) == {200}
-    wait_for(
-        lambda: alert_state(cluster, "GatewayErrorBudgetFastBurn") is None,
-        DISCOVERY_SECONDS,
-        "no fast burn before the burst",
-    )
-    # Enough good traffic that the five-minute ratio is back above 99 % (a loaded start costs more).
+    # The cluster's own start (and the tests before) may have cost some 503s: well-served traffic
+    # first, until the five-minute ratio is above 99 % and no fast burn is active, so that the burst
+    # below is what fires it (the fast burn needs over 1.44 % errors).
     wait_for(
         lambda: set(burst(cluster, 300, 3)) == {200}
-        and (value(cluster, "gateway:http_availability:ratio_rate5m") or 0) > 0.99,
-        60,
-        "availability above 99 % before the burst",
+        and (value(cluster, "gateway:http_availability:ratio_rate5m") or 0) > 0.99
+        and alert_state(cluster, "GatewayErrorBudgetFastBurn") is None,
+        120,
+        "availability above 99 % and no fast burn before the burst",
         interval=1.0,
     )
+    before = value(cluster, "gateway:http_availability:ratio_rate5m")
     cluster.scale(0)  # no healthy worker: the gateway's own fast JSON 503, what clients really get then
     try:
         started = time.monotonic()
@@ -171,7 +167,7 @@ def test_a_burst_of_5xx_at_the_gateway_moves_availability_and_fires_the_fast_bur
         )
         record_figure("monitoring.fast_burn_fires_after_burst_s", fired_at - started)
         availability = value(cluster, "gateway:http_availability:ratio_rate5m")
-        assert availability is not None and availability < 0.9
+        assert availability is not None and availability < min(before, 0.99)  # moved, and under the objective
     finally:
         cluster.scale(2)
 
