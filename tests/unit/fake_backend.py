@@ -96,3 +96,15 @@ class QueueRecorder:
 
     def observe_queue_wait(self, seconds: float) -> None:
         self.waits.append(seconds)
+
+
+def refusing_client(backend: FakeBackend) -> testing.TestClient:
+    """One inference slot, refused at once when busy, and /health saturated after two 50 ms windows."""
+    return make_client(
+        backend,
+        max_inflight=1,
+        health_cache_seconds=0,
+        queue_deadline_ms=0,
+        saturation_window_seconds=0.05,
+        saturation_windows=2,
+    )

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.unit.fake_backend import FakeBackend, make_client, refuse_until_saturated
+from tests.unit.fake_backend import FakeBackend, refuse_until_saturated, refusing_client
 from worker.admission import AdmissionPolicy
 from worker.errors import Overloaded
 from worker.metrics import Metrics
@@ -149,14 +149,7 @@ def saturated_client() -> Iterator[tuple]:
     """A client whose only inference slot is held by a request that waits on a gate; no queue wait."""
     backend = FakeBackend()
     backend.gate = threading.Event()
-    client = make_client(
-        backend,
-        max_inflight=1,
-        health_cache_seconds=0,
-        queue_deadline_ms=0,
-        saturation_window_seconds=0.05,
-        saturation_windows=2,
-    )
+    client = refusing_client(backend)
     holder = threading.Thread(target=client.simulate_post, args=("/v1/ner",), kwargs={"json": {"text": "北京"}})
     holder.start()
     assert backend.entered.wait(5)

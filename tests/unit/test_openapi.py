@@ -14,7 +14,7 @@ from jsonschema import ValidationError
 from openapi_spec_validator import validate as validate_spec
 
 from tests.support.openapi_check import documented_statuses, validate_response
-from tests.unit.fake_backend import FakeBackend, make_client, make_config, refuse_until_saturated
+from tests.unit.fake_backend import FakeBackend, make_client, make_config, refuse_until_saturated, refusing_client
 from worker.app import create_app
 from worker.openapi import build_openapi
 
@@ -44,14 +44,7 @@ def busy(backend: FakeBackend, client: testing.TestClient) -> Iterator[None]:
 
 def overloaded(path: str) -> testing.Result:
     backend = FakeBackend()
-    client = make_client(
-        backend,
-        max_inflight=1,
-        health_cache_seconds=0,
-        queue_deadline_ms=0,
-        saturation_window_seconds=0.05,
-        saturation_windows=2,
-    )
+    client = refusing_client(backend)
     with busy(backend, client):
         if path != "/health":
             return client.simulate_post(path, json={"text": "北京"})
