@@ -16,6 +16,7 @@ from registrar.identity import new_instance_id
 from registrar.logs import log_event
 from registrar.network import default_advertise_address, host_port
 from registrar.resync import Resync
+from registrar.retrying import poll
 
 __all__ = ["Registrar", "Resync", "new_instance_id"]
 
@@ -206,16 +207,15 @@ class Registrar:
 
     def wait_until_not_passing(self, timeout: float) -> float | None:
         """Seconds until Consul stopped listing the instance as passing; None if not seen in time."""
-        start = self._clock()
-        while True:
+
+        def not_passing() -> bool:
             try:
-                if not self.is_passing():
-                    return self._clock() - start
+                return not self.is_passing()
             except Exception as error:  # noqa: BLE001
                 self._consul_failed("health", error)
-            if self._clock() - start >= timeout:
-                return None
-            self._sleep(POLL_SECONDS)
+                return False
+
+        return poll(not_passing, timeout, POLL_SECONDS, sleep=self._sleep, clock=self._clock)
 
     def drain(self, in_flight_wait: float | None = None) -> float | None:
         """Mark out, wait until Consul shows it, then keep serving `in_flight_wait` s for the gateway.

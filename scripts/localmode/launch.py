@@ -17,8 +17,11 @@ import sys
 import time
 from pathlib import Path
 
+from registrar.retrying import poll
 from scripts.localmode.listeners import take_listeners
 from scripts.localmode.procs import command_of, listeners, pids_under, port_listened, stop_pids
+
+PORT_POLL_SECONDS = 0.02
 
 
 def _say(message: str) -> None:
@@ -41,12 +44,14 @@ def clear_leftovers(directory: Path, sig: int, timeout: float) -> list[int]:
 
 def wait_ports_free(ports: list[int], timeout: float) -> list[int]:
     """Wait until nothing listens on the ports; returns the ports still taken at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        taken = [port for port in ports if port_listened(port)]
-        if not taken or time.monotonic() >= deadline:
-            return taken
-        time.sleep(0.02)
+    taken = list(ports)
+
+    def all_free() -> bool:
+        taken[:] = [port for port in ports if port_listened(port)]
+        return not taken
+
+    poll(all_free, timeout, PORT_POLL_SECONDS)
+    return taken
 
 
 def choose_port(candidates: list[int], last_file: Path) -> int:

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Iterable
+
+from registrar.retrying import poll
+
+EXIT_POLL_SECONDS = 0.05
+KILLED_EXIT_SECONDS = 2.0
 
 
 def pid_alive(pid: int) -> bool:
@@ -118,21 +122,21 @@ def port_listened(port: int) -> bool:
 def stop_pids(pids: Iterable[int], sig: int = signal.SIGTERM, timeout: float = 5.0) -> list[int]:
     """Send sig, wait up to timeout for them to exit, then SIGKILL the rest; returns those still alive."""
     targets = [pid for pid in pids if pid_alive(pid)]
+
+    def all_gone() -> bool:
+        return not any(pid_alive(pid) for pid in targets)
+
     for pid in targets:
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(pid_alive(pid) for pid in targets):
-        time.sleep(0.05)
+    poll(all_gone, timeout, EXIT_POLL_SECONDS)
     for pid in targets:
         if pid_alive(pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline and any(pid_alive(pid) for pid in targets):
-        time.sleep(0.05)
+    poll(all_gone, KILLED_EXIT_SECONDS, EXIT_POLL_SECONDS)
     return [pid for pid in targets if pid_alive(pid)]

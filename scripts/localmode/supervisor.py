@@ -17,6 +17,7 @@ import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 
+from registrar.retrying import poll
 from scripts.localmode.config import REPO_ROOT
 from scripts.localmode.control import control_proxy
 from scripts.localmode.procs import pid_alive
@@ -25,6 +26,8 @@ from scripts.localmode.programs import Program, log_file, program_dir
 RUNNING_STATES = {"STARTING", "RUNNING", "BACKOFF", "STOPPING"}
 RPC_TIMEOUT_SECONDS = 10.0
 RESEND_STOP_SECONDS = 3.0
+POLL_SECONDS = 0.05
+STOP_POLL_SECONDS = 0.1
 
 
 class SupervisorError(RuntimeError):
@@ -147,11 +150,8 @@ files = {self.programs_dir}/*.conf
             timeout=30,
             env=_supervisor_env(),
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.answering():
-                return True
-            time.sleep(0.05)
+        if poll(self.answering, timeout, POLL_SECONDS) is not None:
+            return True
         tail = _tail(log_file(self.run_dir, "supervisord"))
         raise SupervisorError(f"supervisord did not start: {done.stdout}{done.stderr}\n{tail}")
 
@@ -177,9 +177,8 @@ files = {self.programs_dir}/*.conf
                 self._rpc().supervisor.shutdown()
             except (OSError, xmlrpc.client.Error):
                 pass
-        deadline = time.monotonic() + timeout
-        while pid is not None and pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        if pid is not None:
+            poll(lambda: not pid_alive(pid), timeout, POLL_SECONDS)
         return pid is None or not pid_alive(pid)
 
     # ---- programs -------------------------------------------------------------------------
@@ -250,10 +249,11 @@ files = {self.programs_dir}/*.conf
             except xmlrpc.client.Fault as fault:
                 if "NOT_RUNNING" not in fault.faultString and "BAD_NAME" not in fault.faultString:
                     raise
-        deadline = time.monotonic() + timeout
         pending = set(names)
         resend_at = time.monotonic() + RESEND_STOP_SECONDS
-        while pending and time.monotonic() < deadline:
+
+        def all_stopped() -> bool:
+            nonlocal pending, resend_at
             states = {name: self.state(name) for name in pending}
             pending = {name for name, state in states.items() if state is not None and state.state in RUNNING_STATES}
             if pending and time.monotonic() >= resend_at:
@@ -263,8 +263,9 @@ files = {self.programs_dir}/*.conf
                     if states[name].pid > 0:
                         _signal(states[name].pid, self.stop_signal(name))
                 resend_at = time.monotonic() + RESEND_STOP_SECONDS
-            if pending:
-                time.sleep(0.1)
+            return not pending
+
+        poll(all_stopped, timeout, STOP_POLL_SECONDS)
         for name in names:
             self.program_file(name).unlink(missing_ok=True)
         rpc.supervisor.reloadConfig()

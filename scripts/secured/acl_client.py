@@ -5,7 +5,6 @@ Every call names its token; nothing is taken from CONSUL_HTTP_TOKEN or proxy var
 
 from __future__ import annotations
 
-import time
 from typing import Callable, TypeVar
 
 import requests
@@ -14,6 +13,7 @@ from consul.exceptions import ACLDisabled, ACLPermissionDenied, ConsulException
 
 import consul
 from registrar.network import parse_consul_addr
+from registrar.retrying import retry_call
 from scripts.secured.acl_policies import Rules
 
 T = TypeVar("T")
@@ -117,11 +117,7 @@ class AclClient:
 
 def retry(call: Callable[[], T], timeout: float, interval: float = 0.2) -> T:
     """call() until it stops raising AclNotReady, or raise TimeoutError with the last reason."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except AclNotReady as error:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"Consul ACLs not ready after {timeout:.0f}s: {error}") from None
-            time.sleep(interval)
+    try:
+        return retry_call(call, on=AclNotReady, timeout=timeout, interval=interval)
+    except AclNotReady as error:
+        raise TimeoutError(f"Consul ACLs not ready after {timeout:.0f}s: {error}") from None
