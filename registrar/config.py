@@ -39,7 +39,10 @@ class RegistrarConfig:
     advertise_address_explicit: bool = False
     advertise_port: int | None = None
     check_interval: str = "500ms"
-    check_timeout: str = "500ms"
+    # /health waits for a server thread with the requests (worker/thread_worker.py), up to about
+    # the queue deadline (500 ms) under overload: a timeout at the deadline would drop busy
+    # workers from Consul exactly when they are needed. A hung one still leaves within ~5 s.
+    check_timeout: str = "2s"
     check_failures: int = 2
     deregister_after: str = "1m"
     drain_seconds: float = 3.0
@@ -48,11 +51,28 @@ class RegistrarConfig:
     model_version: str = ""
     hostname: str = "localhost"
     consul_timeout: float = 3.0
+    # HTTPS to Consul (CONSUL_CACERT, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, as Consul's CLI reads them):
+    # the CA its certificate must chain to ("" = the system's CAs), and an optional client certificate.
+    consul_ca_file: str = ""
+    consul_client_cert: str = ""
+    consul_client_key: str = ""
 
     @property
     def consul_url(self) -> str:
         """Base URL of the Consul agent HTTP API."""
         return f"{self.consul_scheme}://{host_port(self.consul_host, self.consul_port)}"
+
+    @property
+    def consul_verify(self) -> str | bool:
+        """requests' verify=: the configured CA file, else the system's CAs (never off)."""
+        return self.consul_ca_file or True
+
+    @property
+    def consul_cert(self) -> str | tuple[str, str] | None:
+        """requests' cert=: the client certificate and key, the one file holding both, or none."""
+        if not self.consul_client_cert:
+            return None
+        return (self.consul_client_cert, self.consul_client_key) if self.consul_client_key else self.consul_client_cert
 
     @property
     def consul_is_local(self) -> bool:
@@ -125,6 +145,19 @@ def _port(environ: Mapping[str, str], name: str) -> int | None:
     return int(raw)
 
 
+def _tls_file(environ: Mapping[str, str], name: str) -> str:
+    """A TLS file named by a variable: it must exist, so a typo fails the start instead of every request."""
+    raw = environ.get(name, "").strip()
+    if raw and not Path(raw).is_file():
+        raise ConfigError(f"{name}={raw!r}: no such file")
+    return raw
+
+
+def _scheme(environ: Mapping[str, str], scheme: str) -> str:
+    """https when the address says so or CONSUL_HTTP_SSL is on (then never http, as Consul's CLI does)."""
+    return "https" if _flag(environ, "CONSUL_HTTP_SSL", False) else scheme
+
+
 def _model_name(environ: Mapping[str, str]) -> str:
     """The worker's default model name is its model directory's name; report the same one."""
     name = environ.get("NER_MODEL_NAME", "").strip()
@@ -143,11 +176,14 @@ def load_config(environ: Mapping[str, str] | None = None) -> RegistrarConfig:
         raise ConfigError(str(error)) from None
     explicit_address = env.get("NER_ADVERTISE_ADDRESS", "").strip() or None
     advertise = explicit_address or default_advertise_address(host, port)
+    client_cert, client_key = _tls_file(env, "CONSUL_CLIENT_CERT"), _tls_file(env, "CONSUL_CLIENT_KEY")
+    if client_key and not client_cert:
+        raise ConfigError("CONSUL_CLIENT_KEY is set without CONSUL_CLIENT_CERT")
     service_name = env.get("NER_SERVICE_NAME", "").strip() or SERVICE_NAME
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", service_name):
         raise ConfigError(f"NER_SERVICE_NAME={service_name!r}: letters, digits and dashes only")
     return RegistrarConfig(
-        consul_scheme=scheme,
+        consul_scheme=_scheme(env, scheme),
         consul_host=host,
         consul_port=port,
         token=env.get("CONSUL_HTTP_TOKEN", "").strip(),
@@ -157,7 +193,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> RegistrarConfig:
         advertise_address_explicit=explicit_address is not None,
         advertise_port=_port(env, "NER_ADVERTISE_PORT"),
         check_interval=_duration(env, "NER_CHECK_INTERVAL", "500ms"),
-        check_timeout=_duration(env, "NER_CHECK_TIMEOUT", "500ms"),
+        check_timeout=_duration(env, "NER_CHECK_TIMEOUT", "2s"),
         check_failures=_count(env, "NER_CHECK_FAILURES", 2),
         deregister_after=_duration(env, "NER_DEREGISTER_AFTER", "1m"),
         drain_seconds=_seconds(env, "NER_DRAIN_SECONDS", 3.0, 0.0),
@@ -165,4 +201,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> RegistrarConfig:
         model_name=_model_name(env),
         model_version=env.get("NER_MODEL_VERSION", "").strip(),
         hostname=socket.gethostname(),
+        consul_ca_file=_tls_file(env, "CONSUL_CACERT"),
+        consul_client_cert=client_cert,
+        consul_client_key=client_key,
     )

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.waiting import wait_for
 from tests.unit.fake_backend import QueueRecorder
-from worker.admission import DEADLINE, QUEUE_FULL, AdmissionPolicy, Refused, ServiceRate, SlotQueue
+from worker.admission import DEADLINE, QUEUE_FULL, AdmissionPolicy, Refused, ServiceRate, SlotQueue, waited_before
 
 
 class Holder:
@@ -214,3 +214,38 @@ def test_a_request_the_queue_ahead_would_keep_past_the_deadline_is_refused_on_ar
     finally:
         holder.release.set()
         holder.thread.join(5)
+
+
+def test_a_request_that_already_waited_its_deadline_for_a_server_thread_is_refused_at_once():
+    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=5.0, max_queue=4))
+    holder = Holder(queue)
+    started = time.monotonic()
+    try:
+        with waited_before(5.0), pytest.raises(Refused) as refused:
+            with queue.admitted():
+                pass
+    finally:
+        holder.done()
+    assert refused.value.reason == DEADLINE
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_request_that_waited_part_of_its_deadline_for_a_server_thread_waits_only_the_rest():
+    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=1.0, max_queue=4))
+    holder = Holder(queue)
+    started = time.monotonic()
+    try:
+        with waited_before(0.8), pytest.raises(Refused):
+            with queue.admitted():
+                pass
+    finally:
+        holder.done()
+    assert 0.15 <= time.monotonic() - started < 0.8
+
+
+def test_a_request_that_waited_for_a_server_thread_still_starts_on_a_free_slot():
+    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=0.5, max_queue=4))
+    with waited_before(10.0):
+        with queue.admitted():
+            ran = True
+    assert ran and queue.policy.budget() == 0.5  # the charge ends with its request

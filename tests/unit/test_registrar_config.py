@@ -111,7 +111,7 @@ class TestLoadConfig:
         assert config.service_name == "ner-worker"
         assert config.advertise_address == "127.0.0.1"
         assert config.advertise_port is None
-        assert (config.check_interval, config.check_timeout, config.check_failures) == ("500ms", "500ms", 2)
+        assert (config.check_interval, config.check_timeout, config.check_failures) == ("500ms", "2s", 2)
         assert config.deregister_after == "1m"
         assert (config.drain_seconds, config.resync_seconds) == (3.0, 2.0)
         assert config.token == ""
