@@ -8,149 +8,13 @@ from typing import Any
 import falcon
 
 from worker.config import WorkerConfig
+from worker.openapi_components import components, header_ref, schema_ref
 
 OPENAPI_VERSION = "3.1.0"
 JSON = "application/json"
 PROMETHEUS_TEXT = "text/plain"
 
-_ERROR_REF = {"$ref": "#/components/schemas/Error"}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _schemas(config: WorkerConfig) -> dict[str, Any]:
-    text = {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": config.max_text_chars,
-        "description": "Unicode text; whitespace-only text is valid and has no entities.",
-    }
-    return {
-        "Entity": {
-            "type": "object",
-            "required": ["type", "start", "end", "span"],
-            "additionalProperties": False,
-            "properties": {
-                "type": {
-                    "type": "string",
-                    "enum": ["PER", "LOC", "ORG"],
-                    "description": "PER person, LOC place, ORG organisation.",
-                },
-                "start": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "description": "Offset of the first character (Unicode code points).",
-                },
-                "end": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "description": "Offset after the last character: text[start:end] == span.",
-                },
-                "span": {"type": "string", "minLength": 1},
-            },
-        },
-        "Entities": {"type": "array", "items": _ref("Entity"), "description": "Ordered by start offset."},
-        "Model": {
-            "type": "string",
-            "pattern": "^.+@.*$",
-            "examples": ["raner-msra-lstm@3f2a9c1d0b7e"],
-            "description": "name@version of the model that answered.",
-        },
-        "SingleRequest": {
-            "type": "object",
-            "required": ["text"],
-            "additionalProperties": False,
-            "properties": {"text": text},
-        },
-        "BatchRequest": {
-            "type": "object",
-            "required": ["texts"],
-            "additionalProperties": False,
-            "properties": {
-                "texts": {"type": "array", "minItems": 1, "maxItems": config.max_batch_texts, "items": text}
-            },
-        },
-        "SingleResult": {
-            "type": "object",
-            "required": ["entities", "model"],
-            "additionalProperties": False,
-            "properties": {"entities": _ref("Entities"), "model": _ref("Model")},
-        },
-        "BatchResult": {
-            "type": "object",
-            "required": ["results", "model"],
-            "additionalProperties": False,
-            "properties": {
-                "results": {
-                    "type": "array",
-                    "description": "One item per input text, in input order.",
-                    "items": {
-                        "type": "object",
-                        "required": ["entities"],
-                        "additionalProperties": False,
-                        "properties": {"entities": _ref("Entities")},
-                    },
-                },
-                "model": _ref("Model"),
-            },
-        },
-        "PredictRequest": {
-            "type": "object",
-            "required": ["text"],
-            "properties": {"text": text},
-        },
-        "PredictResult": {
-            "type": "object",
-            "required": ["output"],
-            "additionalProperties": False,
-            "properties": {"output": _ref("Entities")},
-        },
-        "Health": {
-            "type": "object",
-            "required": ["status"],
-            "additionalProperties": False,
-            "properties": {"status": {"const": "ok"}},
-        },
-        "Error": {
-            "type": "object",
-            "required": ["title", "description"],
-            "additionalProperties": False,
-            "properties": {
-                "title": {"type": "string", "minLength": 1},
-                "description": {"type": "string", "minLength": 1},
-            },
-        },
-    }
-
-
-def _headers() -> dict[str, Any]:
-    return {
-        "RequestId": {
-            "description": "The client's X-Request-Id when it is a sane token, otherwise one the gateway "
-            "or worker generated. Quote it when reporting a problem.",
-            "required": True,
-            "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
-        },
-        "WorkerId": {
-            "description": "Consul service ID of the worker instance that answered.",
-            "required": True,
-            "schema": {"type": "string", "minLength": 1},
-        },
-        "WorkerIdIfWorker": {
-            "description": "Consul service ID of the worker that answered; absent when the gateway "
-            "answered itself (no healthy worker, body over the gateway's limit, "
-            "gateway failure).",
-            "required": False,
-            "schema": {"type": "string", "minLength": 1},
-        },
-        "RetryAfter": {
-            "description": "Seconds to wait before retrying.",
-            "required": True,
-            "schema": {"type": "string", "pattern": "^[0-9]+$"},
-        },
-    }
+_ERROR_REF = schema_ref("Error")
 
 
 def _response(
@@ -162,13 +26,11 @@ def _response(
     retry_after: bool = False,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {
-        "X-Request-Id": {"$ref": "#/components/headers/RequestId"},
-        "X-Worker-Id": {
-            "$ref": "#/components/headers/WorkerIdIfWorker" if from_gateway_too else "#/components/headers/WorkerId"
-        },
+        "X-Request-Id": header_ref("RequestId"),
+        "X-Worker-Id": header_ref("WorkerIdIfWorker" if from_gateway_too else "WorkerId"),
     }
     if retry_after:
-        headers["Retry-After"] = {"$ref": "#/components/headers/RetryAfter"}
+        headers["Retry-After"] = header_ref("RetryAfter")
     return {"description": description, "headers": headers, "content": {media_type: {"schema": schema}}}
 
 
@@ -231,14 +93,14 @@ def build_openapi(config: WorkerConfig) -> dict[str, Any]:
                     "summary": "Entities of one text or of a batch of texts",
                     "requestBody": _json_body(
                         "Exactly one of text or texts.",
-                        {"oneOf": [_ref("SingleRequest"), _ref("BatchRequest")]},
+                        {"oneOf": [schema_ref("SingleRequest"), schema_ref("BatchRequest")]},
                         {"text": "张三在北京的清华大学工作。"},
                     ),
                     "responses": {
                         "200": _response(
                             "Entities of the text, or one result per text in input order.",
                             JSON,
-                            {"oneOf": [_ref("SingleResult"), _ref("BatchResult")]},
+                            {"oneOf": [schema_ref("SingleResult"), schema_ref("BatchResult")]},
                         ),
                         **_inference_errors(config),
                     },
@@ -248,9 +110,9 @@ def build_openapi(config: WorkerConfig) -> dict[str, Any]:
                 "post": {
                     "operationId": "predict",
                     "summary": "The original single-instance RaNER web service's request and answer",
-                    "requestBody": _json_body("One text.", _ref("PredictRequest"), {"text": "张三在北京工作。"}),
+                    "requestBody": _json_body("One text.", schema_ref("PredictRequest"), {"text": "张三在北京工作。"}),
                     "responses": {
-                        "200": _response("Entities of the text.", JSON, _ref("PredictResult")),
+                        "200": _response("Entities of the text.", JSON, schema_ref("PredictResult")),
                         **_inference_errors(config),
                     },
                 }
@@ -270,7 +132,7 @@ def build_openapi(config: WorkerConfig) -> dict[str, Any]:
                         }
                     ],
                     "responses": {
-                        "200": _response("The model answers a probe.", JSON, _ref("Health")),
+                        "200": _response("The model answers a probe.", JSON, schema_ref("Health")),
                         "429": _error(
                             "Ready, but refusing requests for several seconds in a row "
                             "(Consul: warning); a single refusal leaves it at 200.",
@@ -313,7 +175,7 @@ def build_openapi(config: WorkerConfig) -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": _schemas(config), "headers": _headers()},
+        "components": components(config),
     }
 
 
