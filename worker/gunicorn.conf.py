@@ -2,16 +2,13 @@
 
 # This file is executed by the gunicorn master at start-up (and again on SIGHUP).
 # Settings come from the same NER_* variables as the app, validated by load_config().
+# `worker` and `registrar` import from the project root: the working directory (gunicorn puts
+# it on the import path) or PYTHONPATH (the image, local mode and the tests set it).
 import atexit
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # so `worker` and `registrar` import from any cwd
-    sys.path.insert(0, str(REPO_ROOT))
 
 # --- Prometheus multiprocess mode ---------------------------------------------------
 # Each process writes its metrics to files in one directory and /metrics merges them.

@@ -15,6 +15,7 @@ PORTS_PER_WORKER = 2  # a restarted worker takes the other one (launch.choose_po
 # plus the drain's wait for the gateway to drop the instance: what the supervisor allows after SIGTERM.
 GRACEFUL_SECONDS = 30
 UPSTREAM_WAIT_SECONDS = 5
+GUNICORN_CONF = REPO_ROOT / "worker" / "gunicorn.conf.py"
 
 
 def is_worker(name: str) -> bool:
@@ -31,6 +32,11 @@ def worker_ports(config: ClusterConfig, index: int) -> tuple[int, ...]:
     return tuple(range(first, first + PORTS_PER_WORKER))
 
 
+def gunicorn_argv(python: Path, name: str) -> list[str]:
+    """One worker instance's command, to run with the project root on PYTHONPATH; `ner-NAME` names it in ps."""
+    return [str(python), "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--name", f"ner-{name}", "worker.app:get_app()"]
+
+
 def worker_program(config: ClusterConfig, index: int, ports: tuple[int, ...], token_file: Path | None) -> Program:
     """worker-N: gunicorn, which registers itself in Consul and drains itself on SIGTERM."""
     name = f"{PREFIX}{index}"
@@ -42,16 +48,7 @@ def worker_program(config: ClusterConfig, index: int, ports: tuple[int, ...], to
     }
     # No --chdir: gunicorn stays in the program's directory, which marks its processes as ours
     # (procs.py); PYTHONPATH (programs.py) makes `worker` importable from there.
-    argv = [
-        str(config.python),
-        "-m",
-        "gunicorn",
-        "-c",
-        str(REPO_ROOT / "worker/gunicorn.conf.py"),
-        "--name",
-        f"ner-{name}",
-        "worker.app:get_app()",
-    ]
+    argv = gunicorn_argv(config.python, name)
     # Leftovers are the workers of a master that was killed: they no longer answer for their
     # instance, and a graceful stop leaves requests on idle keep-alive connections unanswered.
     # Killed at once, whatever they had in flight fails before a byte was sent and nginx retries it

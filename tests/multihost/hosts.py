@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scripts.localmode.workers import gunicorn_argv
 from tests.multihost.netns import Host
 from tests.support.processes import LOCAL_BIN, REPO_ROOT, ManagedProcess
 
@@ -79,6 +80,7 @@ def start_worker(host: Host, workdir: Path, port: int = WORKER_PORT) -> ManagedP
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
         "HOME": str(workdir),
+        "PYTHONPATH": str(REPO_ROOT),
         "NER_BIND": f"{host.address}:{port}",
         "NER_MODEL_DIR": str(MODEL_DIR),
         # The local agent by its host address: the registrar then advertises that address.
@@ -87,18 +89,7 @@ def start_worker(host: Host, workdir: Path, port: int = WORKER_PORT) -> ManagedP
         "NER_TORCH_THREADS": "1",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics" / name),
     }
-    argv = host.argv(
-        [
-            str(PYTHON),
-            "-m",
-            "gunicorn",
-            "-c",
-            str(REPO_ROOT / "worker/gunicorn.conf.py"),
-            "--name",
-            f"ner-{name}",
-            "worker.app:get_app()",
-        ]
-    )
+    argv = host.argv(gunicorn_argv(PYTHON, name))
     return ManagedProcess(name=name, argv=argv, log_path=workdir / f"{name}.log", env=env).start()
 
 

@@ -27,13 +27,19 @@ _LOAD = textwrap.dedent("""
 """)
 
 
-def load_conf(tmp_path: Path, **env: str) -> dict:
-    """Run the config file in a fresh interpreter, as the gunicorn master would."""
+def run_conf(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """script with the config file's path, in a fresh interpreter elsewhere, the project root on
+    PYTHONPATH as the image, local mode and the tests start gunicorn."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("NER_", "_NER_", "PROMETHEUS_MULTIPROC_DIR"))}
-    clean.update({"NER_REGISTER": "0", **env})
-    done = subprocess.run(
-        [sys.executable, "-c", _LOAD, str(CONF)], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=60
+    clean.update({"PYTHONPATH": str(REPO_ROOT), "NER_REGISTER": "0", **env})
+    return subprocess.run(
+        [sys.executable, "-c", script, str(CONF)], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=60
     )
+
+
+def load_conf(tmp_path: Path, **env: str) -> dict:
+    """Run the config file as the gunicorn master would; the settings it leaves."""
+    done = run_conf(_LOAD, tmp_path, **env)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -105,15 +111,7 @@ def test_a_metrics_dir_is_made_when_none_is_given(tmp_path):
 
 
 def test_bad_setting_fails_at_start_with_the_variable_named(tmp_path):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("NER_", "PROMETHEUS"))}
-    done = subprocess.run(
-        [sys.executable, "-c", _LOAD, str(CONF)],
-        cwd=tmp_path,
-        env={**clean, "NER_REGISTER": "0", "NER_THREADS": "zero", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_conf(_LOAD, tmp_path, NER_THREADS="zero", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))
     assert done.returncode != 0
     assert "NER_THREADS" in done.stderr
 
@@ -132,15 +130,7 @@ _GUNICORN_LINE = textwrap.dedent("""
 
 
 def test_gunicorns_own_lines_have_the_clusters_log_shape(tmp_path):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("NER_", "_NER_"))}
-    done = subprocess.run(
-        [sys.executable, "-c", _GUNICORN_LINE, str(CONF)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**clean, "NER_REGISTER": "0", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")},
-    )
+    done = run_conf(_GUNICORN_LINE, tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))
     assert done.returncode == 0, done.stderr
     [line] = done.stderr.splitlines()
     entry = json.loads(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import socket
 import subprocess
@@ -12,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from scripts.localmode.config import load_config
+from scripts.localmode.config import REPO_ROOT, load_config
 from scripts.localmode.launch import choose_port, clear_leftovers, wait_ports_free
 from scripts.localmode.listeners import take_listeners
 from scripts.localmode.procs import listeners, pid_alive, pids_under
 from scripts.localmode.programs import Program
 from scripts.localmode.status import restarts, uptime
 from scripts.localmode.supervisor import Supervisor
-from scripts.localmode.workers import ports_in, worker_ports, worker_program
+from scripts.localmode.workers import gunicorn_argv, ports_in, worker_ports, worker_program
 from scripts.ports import free_port
 
 PYTHON = Path(sys.executable)
@@ -80,6 +81,13 @@ def test_a_worker_reads_its_token_from_the_secret_file_so_no_token_is_in_the_sup
     section = worker_program(config, 1, worker_ports(config, 1), token_file).section(PYTHON, config.run_dir)
     assert f"--token-file {token_file}" in section
     assert "CONSUL_HTTP_TOKEN" not in section
+
+
+def test_a_worker_runs_gunicorn_from_its_own_directory_with_the_project_root_on_pythonpath(config):
+    section = worker_program(config, 1, worker_ports(config, 1), None).section(PYTHON, config.run_dir)
+    assert shlex.join(gunicorn_argv(config.python, "worker-1")) in section
+    assert f'PYTHONPATH="{REPO_ROOT}"' in section
+    assert f"directory={config.run_dir / 'work' / 'worker-1'}" in section
 
 
 def test_each_worker_has_two_ports_of_its_own(config):
