@@ -1,4 +1,4 @@
-"""Operate the local cluster: `python -m scripts.cluster up|down|scale N|status`."""
+"""Operate the local cluster: `python -m scripts.cluster up|down|scale N|status|rotate-cert`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = sub.add_parser("scale", help="grow or shrink the running cluster")
     scale.add_argument("workers", type=int)
     sub.add_parser("status", help="each program as the supervisor sees it, each worker as Consul does")
+    sub.add_parser("rotate-cert", help="a new gateway certificate (or the operator's new files), live after a reload")
     args = parser.parse_args(argv)
 
     try:
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
             cluster.down()
         elif args.command == "scale":
             cluster.scale(args.workers)
+        elif args.command == "rotate-cert":
+            cluster.rotate_cert()
         else:
             cluster.print_status()
         sys.stdout.flush()  # here, so a reader that went away is noticed inside the handler below

@@ -21,7 +21,7 @@ from typing import Callable
 
 import requests
 
-from scripts.localmode import gatewaychecks, monitoring
+from scripts.localmode import gateway, gatewaychecks, monitoring
 from scripts.localmode.config import REPO_ROOT, SERVICE_NAME, ClusterConfig, load_config, on_free_ports
 from scripts.localmode.consul import consul_ports
 from scripts.localmode.mode import RunMode
@@ -174,6 +174,13 @@ class LocalCluster(ProgramStarts):
         from scripts.localmode.status import print_status
 
         print_status(self)
+        if https := gateway.tls_summary(self.config):
+            print(f"\n{https}")
+
+    def rotate_cert(self) -> None:
+        """A new gateway certificate (or the operator's replaced files), picked up by a reload of nginx."""
+        cert = gateway.rotate_cert(self.config, "nginx" in self.live())
+        self.say(f"gateway certificate: sha256 {cert.files.fingerprint()} ({cert.files.cert}), nginx reloaded")
 
     def up(self, workers: int = 2) -> None:
         """Start whatever is missing, then wait until requests succeed through the gateway."""
@@ -199,6 +206,8 @@ class LocalCluster(ProgramStarts):
             self.wait_gateway_serving()
             self.wait_gateway_routes_to_all()
         self.say(f"gateway:   {self.config.gateway_url}  (POST /v1/ner, page at /)")
+        if https := gateway.tls_summary(self.config):
+            self.say(https)
         self.say(f"consul UI: {self.config.consul_url}/ui/")
         if "prometheus" in self.supervisor.configured():
             self.say(f"prometheus: {self.config.prometheus_url}/classic/targets  (alerts at /classic/alerts)")
@@ -243,7 +252,8 @@ class LocalCluster(ProgramStarts):
     def cluster_ports(self) -> list[int]:
         """Every port a program of this cluster listens on."""
         workers = [port for name in self.configured_workers() for port in ports_in(self.supervisor.program_file(name))]
-        return sorted({self.config.gateway_port, *consul_ports(self.config), *workers, *monitoring.ports(self)})
+        tls = (self.config.tls_port,) if self.config.tls else ()
+        return sorted({self.config.gateway_port, *tls, *consul_ports(self.config), *workers, *monitoring.ports(self)})
 
     def down(self) -> None:
         """Stop everything this run directory started, workers first (they drain), and check nothing is left."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
@@ -46,6 +47,15 @@ class ClusterConfig:
     scrape_interval: str = "10s"
     evaluation_interval: str = "10s"
     sd_refresh: str = "5s"
+    # HTTPS at the gateway (docs/SECURITY.md), on its own port beside plain HTTP: NER_GATEWAY_TLS=0
+    # turns it off; NER_GATEWAY_TLS_LISTEN; NER_TLS_CERT + NER_TLS_KEY: the operator's chain and key,
+    # else a local CA and a certificate for tls_names (NER_TLS_NAMES) under RUN_DIR/tls.
+    tls: bool = True
+    tls_host: str = "127.0.0.1"
+    tls_port: int = 8443
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_names: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
 
     def rate_limit(self, secure: bool) -> RateLimit:
         return RateLimit.from_env(
@@ -55,6 +65,17 @@ class ClusterConfig:
     @property
     def gateway_url(self) -> str:
         return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def tls_dir(self) -> Path:
+        """The generated CA and gateway certificate (0700 directory, 0600 files)."""
+        return self.run_dir / "tls"
+
+    @property
+    def gateway_tls_url(self) -> str:
+        """The HTTPS address clients use; a wildcard listen is reached as localhost (a name of the certificate)."""
+        host = "localhost" if self.tls_host in ("0.0.0.0", "::", "[::]") else self.tls_host
+        return f"https://{host}:{self.tls_port}"
 
     @property
     def consul_url(self) -> str:
@@ -81,9 +102,36 @@ def _split_listen(value: str) -> tuple[str, int]:
     return (host or "127.0.0.1"), int(port)
 
 
+def _tls_files(environ: Mapping[str, str]) -> tuple[Path | None, Path | None]:
+    """The operator's certificate chain and key: both or neither, and both readable."""
+    cert, key = (environ.get(name, "").strip() for name in ("NER_TLS_CERT", "NER_TLS_KEY"))
+    if not cert and not key:
+        return None, None
+    if not (cert and key):
+        raise ValueError("NER_TLS_CERT and NER_TLS_KEY go together: set both or neither")
+    paths = Path(cert).resolve(), Path(key).resolve()
+    for path in paths:
+        if not path.is_file():
+            raise ValueError(f"{path}: no such certificate or key file")
+    return paths
+
+
+def _tls_names(environ: Mapping[str, str], tls_host: str) -> tuple[str, ...]:
+    """Names of the generated certificate: NER_TLS_NAMES, else loopback, this host's name and the listen address."""
+    given = environ.get("NER_TLS_NAMES", "").strip()
+    if given:
+        return tuple(name.strip() for name in given.split(",") if name.strip())
+    names = ["localhost", "127.0.0.1", "::1", socket.gethostname().lower()]
+    if tls_host not in ("0.0.0.0", "::", "[::]"):
+        names.append(tls_host)
+    return tuple(dict.fromkeys(name for name in names if name))
+
+
 def load_config(environ: Mapping[str, str] = os.environ) -> ClusterConfig:
     """Read the local cluster's settings from the environment (all optional)."""
     gateway_host, gateway_port = _split_listen(environ.get("NER_GATEWAY_LISTEN", "127.0.0.1:8080"))
+    tls_host, tls_port = _split_listen(environ.get("NER_GATEWAY_TLS_LISTEN", "127.0.0.1:8443"))
+    tls_cert, tls_key = _tls_files(environ)
     nginx = environ.get("NER_NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
     config = ClusterConfig(
         run_dir=Path(environ.get("NER_RUN_DIR", REPO_ROOT / ".run")).resolve(),
@@ -105,6 +153,12 @@ def load_config(environ: Mapping[str, str] = os.environ) -> ClusterConfig:
         scrape_interval=_duration(environ, "NER_PROMETHEUS_SCRAPE_INTERVAL", "10s"),
         evaluation_interval=_duration(environ, "NER_PROMETHEUS_EVALUATION_INTERVAL", "10s"),
         sd_refresh=_duration(environ, "NER_PROMETHEUS_SD_REFRESH", "5s"),
+        tls=parse_flag("NER_GATEWAY_TLS", environ.get("NER_GATEWAY_TLS", "")) is not False,
+        tls_host=tls_host,
+        tls_port=tls_port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_names=_tls_names(environ, tls_host),
     )
     config.rate_limit(bool(config.secure))  # a bad NER_GATEWAY_RATE/BURST fails here, before anything starts
     return config
@@ -116,6 +170,8 @@ def on_free_ports(config: ClusterConfig) -> ClusterConfig:
         config,
         gateway_host="127.0.0.1",
         gateway_port=free_port(),
+        tls_host="127.0.0.1",
+        tls_port=free_port(),
         consul_http_port=free_port(),
         worker_base_port=free_port_block(WORKER_PORT_BLOCK),
         prometheus_port=free_port(),

@@ -9,13 +9,14 @@ later start keeps them until they need re-issuing. Clients trust the CA's certif
     ca = ensure_ca(Path("run/tls"))                            # CaFiles(cert, key)
     gateway = ensure_server_cert(ca, Path("run/tls"), "gateway",
                                  dns_names=["localhost"], ips=["127.0.0.1", "::1"])
-    gateway.chain                                              # leaf + CA, for nginx's ssl_certificate
+    gateway.cert, gateway.key                                  # what nginx presents (ssl_certificate, _key)
     consul = ensure_server_cert(ca, Path("run/tls"), "consul",
                                 dns_names=["server.dc1.consul", "localhost"], ips=["127.0.0.1"],
                                 client_auth=True)              # serverAuth + clientAuth usages
 
 Files (all 0600, in a 0700 directory): ca.pem and ca-key.pem; NAME.pem (the certificate),
-NAME-key.pem and NAME-chain.pem (certificate then CA). Keys are ECDSA P-256. A certificate is
+NAME-key.pem and NAME-chain.pem (certificate then CA, for tools that want the whole path in one
+file; a TLS server presents NAME.pem alone, since clients hold the CA already). Keys are ECDSA P-256. A certificate is
 issued again when a file is missing, when it expires within renew_within_days, when its DNS
 names, IP addresses or usages differ from the ones asked for, or when the CA that signed it is
 not the current one (a CA expiring within its own renew_within_days is replaced first).

@@ -2,7 +2,7 @@
 
     python -m scripts.tls ensure --dir DIR --name gateway --names localhost,127.0.0.1,::1 [--client-auth]
     python -m scripts.tls rotate --dir DIR --name gateway --names ...     # a new certificate, same CA
-    python -m scripts.tls show DIR/gateway.pem                           # names, serial, SHA-256, expiry
+    python -m scripts.tls show DIR/gateway.pem [--field sha256]          # names, serial, SHA-256, expiry
     python -m scripts.tls nginx-snippet --listen 0.0.0.0:8443 --cert C --key K --out FILE
 
 ensure and rotate print the files as KEY=PATH lines (ca, cert, key, chain) and say on stderr
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         issue.add_argument("--renew-within", type=int, default=store.RENEW_WITHIN_DAYS, help="days before expiry")
     show = sub.add_parser("show", help="a certificate's names, serial, fingerprint and expiry as JSON")
     show.add_argument("cert", type=Path)
+    show.add_argument("--field", help="print only this one (e.g. sha256, serial, not_after)")
     snippet = sub.add_parser("nginx-snippet", help="the gateway's TLS listen, for its server block")
     snippet.add_argument("--listen", required=True)
     snippet.add_argument("--cert", type=Path, required=True, help="certificate chain (PEM)")
@@ -46,12 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "show":
-            print(json.dumps(store.describe(args.cert), indent=2))
+            shown = store.describe(args.cert)
+            print(json.dumps(shown, indent=2) if args.field is None else shown[args.field])
         elif args.command == "nginx-snippet":
             nginx.write_listen_snippet(args.out, args.listen, args.cert.resolve(), args.key.resolve())
         else:
             issue_files(args, force=args.command == "rotate")
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

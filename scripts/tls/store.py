@@ -29,7 +29,7 @@ class CaFiles:
 
 @dataclass(frozen=True)
 class CertFiles:
-    """One endpoint's certificate, its key, and the chain (certificate then CA) servers present."""
+    """One endpoint's certificate (what its server presents), its key, and the chain (certificate then CA)."""
 
     cert: Path
     key: Path
@@ -110,7 +110,7 @@ def ensure_server_cert(
         ca_key = issue.load_key(ca.key.read_bytes())
         made = issue.issue_leaf(ca_cert, ca_key, name, list(dns_names), addresses, days, client_auth)
         ca_pem = ca.cert.read_text()
-        # Key first, chain last: a reload in between fails its key check and keeps the old files' config.
+        # Key, then certificate: a reload in between fails its key check and the running config stays.
         store.write(files.key.name, made.key_pem.decode())
         store.write(files.cert.name, made.cert_pem.decode())
         store.write(files.chain.name, made.cert_pem.decode() + ca_pem)

@@ -33,6 +33,7 @@ class RequestLoop:
     max_seconds: float = 30.0
     timeout: float = 10.0
     interval: float = 0.0
+    verify: bool | str = True  # requests' verify: a CA file for HTTPS through the gateway's own CA
     outcomes: list[Outcome] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -51,7 +52,11 @@ class RequestLoop:
             next_at = sent + self.interval
             try:
                 response = requests.post(
-                    self.url, json=self.payload, timeout=self.timeout, headers={"Connection": "close"}
+                    self.url,
+                    json=self.payload,
+                    timeout=self.timeout,
+                    headers={"Connection": "close"},
+                    verify=self.verify,
                 )
                 self.outcomes.append(Outcome(sent, response.status_code, response.headers.get("X-Worker-Id")))
             except requests.RequestException as error:
