@@ -152,12 +152,15 @@ def _write_outcomes(environment: Any, **_: Any) -> None:
     )
 
 
-def checked(response: Any) -> None:
-    """Inside catch_response: anything but 2xx is a failure named by its status."""
-    if not 200 <= (response.status_code or 0) < 300:
-        response.failure(
-            f"HTTP {response.status_code}" if response.status_code else f"transport: {type(response.error).__name__}"
-        )
+def post_checked(user: HttpUser | FastHttpUser, path: str, body: dict[str, Any], name: str) -> None:
+    """POST body as JSON; anything but 2xx is a failure named by its status."""
+    with user.client.post(path, json=body, name=name, catch_response=True) as response:
+        if not 200 <= (response.status_code or 0) < 300:
+            response.failure(
+                f"HTTP {response.status_code}"
+                if response.status_code
+                else f"transport: {type(response.error).__name__}"
+            )
 
 
 # --------------------------------------------------------------------------- users
@@ -170,10 +173,7 @@ class OriginalProfileUser(HttpUser):
 
     @task
     def predict(self) -> None:
-        with self.client.post(
-            "/predict", json={"text": random.choice(ORIGINAL_SENTENCES)}, name="/predict", catch_response=True
-        ) as response:
-            checked(response)
+        post_checked(self, "/predict", {"text": random.choice(ORIGINAL_SENTENCES)}, "/predict")
 
 
 class NewsUser(FastHttpUser):
@@ -183,10 +183,7 @@ class NewsUser(FastHttpUser):
 
     @task
     def ner(self) -> None:
-        with self.client.post(
-            "/v1/ner", json={"text": news().next()}, name="/v1/ner text", catch_response=True
-        ) as response:
-            checked(response)
+        post_checked(self, "/v1/ner", {"text": news().next()}, "/v1/ner text")
 
 
 class BatchUser(FastHttpUser):
@@ -197,12 +194,10 @@ class BatchUser(FastHttpUser):
     @task
     def ner_batch(self) -> None:
         size = getattr(self.environment.parsed_options, "batch_size", DEFAULT_BATCH_SIZE)
-        texts = [news().next() for _ in range(size)]
-        with self.client.post("/v1/ner", json={"texts": texts}, name="/v1/ner texts", catch_response=True) as response:
-            checked(response)
+        post_checked(self, "/v1/ner", {"texts": [news().next() for _ in range(size)]}, "/v1/ner texts")
 
 
-class PacedNewsUser(FastHttpUser):
+class PacedNewsUser(NewsUser):
     """Open loop: each user sends --user-rate requests/s whatever the answers take (while they take
     less than 1/rate), so users x rate is the offered load; never repeated MSRA sentences."""
 
@@ -210,10 +205,3 @@ class PacedNewsUser(FastHttpUser):
         if not hasattr(self, "_pacing"):
             self._pacing = constant_throughput(getattr(self.environment.parsed_options, "user_rate", DEFAULT_USER_RATE))
         return self._pacing(self)
-
-    @task
-    def ner(self) -> None:
-        with self.client.post(
-            "/v1/ner", json={"text": news().next()}, name="/v1/ner text", catch_response=True
-        ) as response:
-            checked(response)

@@ -2,7 +2,7 @@
 
 Starts a local cluster of its own (free ports, 1 s scrape and evaluation), scales it 2 -> 3 -> 1
 -> 2 with requests flowing through the gateway, and has headless Chromium (Debian's chromium and
-chromium-driver, as tests/integration/test_web_page.py drives them) photograph Prometheus' pages:
+chromium-driver, through scripts/monitoring/chromium.py like tests/integration/test_web_page.py) photograph Prometheus' pages:
 
     .venv/bin/python -m scripts.monitoring.screenshots [--out docs/img]
 """
@@ -24,33 +24,9 @@ import requests
 
 from scripts.localcluster import LocalCluster, load_config, on_free_ports
 from scripts.localmode.config import REPO_ROOT
+from scripts.monitoring.chromium import headless_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 MODEL = REPO_ROOT / "models" / "raner-msra-lstm"
-
-
-def browser(width: int, height: int):
-    """Headless Chromium with a throw-away profile."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        f"--window-size={width},{height}",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='ner-chromium-')}",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
 
 
 def traffic(gateway: str, stop: threading.Event) -> None:
@@ -91,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         pump = threading.Thread(target=traffic, args=(config.gateway_url, stop), daemon=True)
         pump.start()
         started = time.monotonic()
-        driver = browser(1400, 1500)
-        try:
+        with headless_chromium(1400, 1500) as driver:
             for count in (2, 3, 1, 2):
                 cluster.scale(count)
                 time.sleep(args.step_seconds)
@@ -105,8 +80,6 @@ def main(argv: list[str] | None = None) -> int:
             driver.get(graph_url(config.prometheus_url, "ner:worker_instances:healthy", minutes))
             time.sleep(4)
             driver.save_screenshot(str(args.out / "prometheus-scale-event.png"))
-        finally:
-            driver.quit()
         print(f"screenshots in {args.out}")
     finally:
         stop.set()

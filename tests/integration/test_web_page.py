@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 import requests
 
 from scripts.localcluster import LocalCluster
+from scripts.monitoring.chromium import chromium_installed, headless_chromium
 from tests.conftest import ARTIFACTS
 from tests.support.waiting import wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 SCREENSHOT = ARTIFACTS / "web-page.png"
 # The default model has random weights: the test uses the first text it finds entities in.
 CANDIDATES = [
@@ -26,7 +22,7 @@ CANDIDATES = [
 ]
 
 pytestmark = pytest.mark.skipif(
-    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+    not chromium_installed(),
     reason="needs the Debian packages chromium and chromium-driver (scripts/setup.sh installs them)",
 )
 
@@ -34,34 +30,10 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def browser() -> Iterator["object"]:
     """Headless Chromium with a throw-away profile, no network beyond the test cluster."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="ner-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        "--window-size=1200,1500",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
     # The performance log carries the response headers the page received (CDP Network events).
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(30)
-    try:
+    with headless_chromium(1200, 1500, {"goog:loggingPrefs": {"performance": "ALL"}}) as driver:
+        driver.set_page_load_timeout(30)
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -30,6 +32,36 @@ class Holder:
     def done(self) -> None:
         self.release.set()
         self.thread.join(5)
+
+
+def one_slot(deadline_seconds: float, max_queue: int = 4) -> SlotQueue:
+    return SlotQueue(1, AdmissionPolicy(deadline_seconds=deadline_seconds, max_queue=max_queue))
+
+
+@contextmanager
+def held(queue: SlotQueue) -> Iterator[Holder]:
+    """The block runs while another thread holds a slot of the queue."""
+    holder = Holder(queue)
+    try:
+        yield holder
+    finally:
+        holder.done()
+
+
+def refusal(queue: SlotQueue) -> Refused:
+    """Ask for a slot, which must be refused; the refusal."""
+    with pytest.raises(Refused) as refused:
+        with queue.admitted():
+            pass
+    return refused.value
+
+
+def timed_refusal(queue: SlotQueue) -> tuple[Refused, float]:
+    """The refusal of a request that asks while the only slot is held, and the seconds it took."""
+    with held(queue):
+        started = time.monotonic()
+        refused = refusal(queue)
+        return refused, time.monotonic() - started
 
 
 def wait_waiting(queue: SlotQueue, count: int) -> None:
@@ -63,7 +95,7 @@ def test_a_request_starts_at_once_while_a_slot_is_free():
 
 
 def test_a_waiting_request_starts_when_a_slot_frees_within_the_deadline():
-    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=5.0, max_queue=4))
+    queue = one_slot(5.0)
     holder, outcomes = Holder(queue), []
     waiter = attempt(queue, outcomes, "second")
     wait_waiting(queue, 1)
@@ -73,7 +105,7 @@ def test_a_waiting_request_starts_when_a_slot_frees_within_the_deadline():
 
 
 def test_waiting_requests_start_in_arrival_order():
-    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=5.0, max_queue=8))
+    queue = one_slot(5.0, max_queue=8)
     holder, outcomes, threads = Holder(queue), [], []
     for label in "abcde":
         threads.append(attempt(queue, outcomes, label))
@@ -85,70 +117,42 @@ def test_waiting_requests_start_in_arrival_order():
 
 
 def test_a_request_that_cannot_start_within_the_deadline_is_refused_for_the_deadline():
-    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=0.1, max_queue=4))
-    holder = Holder(queue)
-    started = time.monotonic()
-    try:
-        with pytest.raises(Refused) as refused:
-            with queue.admitted():
-                pass
-    finally:
-        holder.done()
-    assert refused.value.reason == DEADLINE and "100 ms" in refused.value.description
-    assert 0.09 <= time.monotonic() - started < 2.0
+    refused, took = timed_refusal(one_slot(0.1))
+    assert refused.reason == DEADLINE and "100 ms" in refused.description
+    assert 0.09 <= took < 2.0
 
 
 def test_a_refused_waiter_leaves_the_queue():
-    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=0.05, max_queue=1))
+    queue = one_slot(0.05, max_queue=1)
     queue.observer = recorder = QueueRecorder()
-    holder = Holder(queue)
-    try:
-        with pytest.raises(Refused):
-            with queue.admitted():
-                pass
+    with held(queue):
+        refusal(queue)
         assert queue.waiting == 0 and recorder.lengths == [1, 0]
-        with pytest.raises(Refused) as again:  # the queue has room again: refused by the deadline
-            with queue.admitted():
-                pass
-        assert again.value.reason == DEADLINE
-    finally:
-        holder.done()
+        assert refusal(queue).reason == DEADLINE  # the queue has room again: refused by the deadline
 
 
 def test_a_request_that_finds_the_queue_full_is_refused_at_once():
-    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=5.0, max_queue=1))
-    holder, outcomes = Holder(queue), []
-    waiter = attempt(queue, outcomes, "queued")
-    wait_waiting(queue, 1)
-    started = time.monotonic()
-    try:
-        with pytest.raises(Refused) as refused:
-            with queue.admitted():
-                pass
+    queue, outcomes = one_slot(5.0, max_queue=1), []
+    with held(queue):
+        waiter = attempt(queue, outcomes, "queued")
+        wait_waiting(queue, 1)
+        started = time.monotonic()
+        refused = refusal(queue)
         assert time.monotonic() - started < 0.5
-    finally:
-        holder.done()
-        waiter.join(5)
-    assert refused.value.reason == QUEUE_FULL and "1 requests" in refused.value.description
+    waiter.join(5)
+    assert refused.reason == QUEUE_FULL and "1 requests" in refused.description
     assert outcomes == ["queued"]
 
 
 def test_deadline_zero_refuses_at_once_when_no_slot_is_free():
-    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=0.0, max_queue=128))
-    holder = Holder(queue)
-    started = time.monotonic()
-    try:
-        with pytest.raises(Refused) as refused:
-            with queue.admitted():
-                pass
-    finally:
-        holder.done()
-    assert time.monotonic() - started < 0.5
-    assert refused.value.reason == DEADLINE and queue.waiting == 0
+    queue = one_slot(0.0, max_queue=128)
+    refused, took = timed_refusal(queue)
+    assert took < 0.5
+    assert refused.reason == DEADLINE and queue.waiting == 0
 
 
 def test_a_freed_slot_goes_to_the_waiting_request_not_to_a_newcomer():
-    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=5.0, max_queue=4))
+    queue = one_slot(5.0)
     order: list[str] = []
 
     def waiter() -> None:
@@ -167,7 +171,7 @@ def test_a_freed_slot_goes_to_the_waiting_request_not_to_a_newcomer():
 
 
 def test_a_started_request_reports_how_long_it_waited():
-    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=5.0, max_queue=4))
+    queue = one_slot(5.0)
     queue.observer = recorder = QueueRecorder()
     holder, outcomes = Holder(queue), []
     waiter = attempt(queue, outcomes, "second")
@@ -197,54 +201,33 @@ def test_the_predicted_wait_follows_the_measured_pace():
 
 
 def test_a_request_the_queue_ahead_would_keep_past_the_deadline_is_refused_on_arrival():
-    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=0.5, max_queue=100))
+    queue = one_slot(0.5, max_queue=100)
     queue.rate.observe(1, 0.2)  # each request holds the slot 0.2 s
-    holder = Holder(queue)
     waiters = [threading.Thread(target=lambda: queue.admitted().__enter__()) for _ in range(2)]
-    try:
+    with held(queue):
         for waiter in waiters:
             waiter.start()
         wait_waiting(queue, 2)
         started = time.monotonic()
-        with pytest.raises(Refused) as refused:
-            with queue.admitted():
-                pass
-        assert refused.value.reason == DEADLINE
+        assert refusal(queue).reason == DEADLINE
         assert time.monotonic() - started < 0.1  # at once, not after waiting out the deadline
-    finally:
-        holder.release.set()
-        holder.thread.join(5)
 
 
 def test_a_request_that_already_waited_its_deadline_for_a_server_thread_is_refused_at_once():
-    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=5.0, max_queue=4))
-    holder = Holder(queue)
-    started = time.monotonic()
-    try:
-        with waited_before(5.0), pytest.raises(Refused) as refused:
-            with queue.admitted():
-                pass
-    finally:
-        holder.done()
-    assert refused.value.reason == DEADLINE
-    assert time.monotonic() - started < 1.0
+    with waited_before(5.0):
+        refused, took = timed_refusal(one_slot(5.0))
+    assert refused.reason == DEADLINE
+    assert took < 1.0
 
 
 def test_a_request_that_waited_part_of_its_deadline_for_a_server_thread_waits_only_the_rest():
-    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=1.0, max_queue=4))
-    holder = Holder(queue)
-    started = time.monotonic()
-    try:
-        with waited_before(0.8), pytest.raises(Refused):
-            with queue.admitted():
-                pass
-    finally:
-        holder.done()
-    assert 0.15 <= time.monotonic() - started < 0.8
+    with waited_before(0.8):
+        _, took = timed_refusal(one_slot(1.0))
+    assert 0.15 <= took < 0.8
 
 
 def test_a_request_that_waited_for_a_server_thread_still_starts_on_a_free_slot():
-    queue = SlotQueue(1, AdmissionPolicy(deadline_seconds=0.5, max_queue=4))
+    queue = one_slot(0.5)
     with waited_before(10.0):
         with queue.admitted():
             ran = True
