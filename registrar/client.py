@@ -15,6 +15,8 @@ def build_client(
         port=port or config.consul_port,
         scheme=config.consul_scheme,
         token=config.token or None,
+        verify=config.consul_verify,
+        cert=config.consul_cert,
         connections_timeout=timeout if timeout is not None else config.consul_timeout,
     )
     # py-consul lets CONSUL_HTTP_TOKEN override the argument; the config is the one source.

@@ -95,6 +95,11 @@ class LocalCluster(ProgramStarts):
     def token_env(self, role: str) -> dict[str, str]:
         return self.mode.token_env(role)
 
+    @property
+    def consul_url(self) -> str:
+        """Consul's API as this cluster's clients reach it: HTTPS in secure mode."""
+        return self.mode.consul_url(self.config.consul_http_port)
+
     # ---- what runs ------------------------------------------------------------------------
     def port_of(self, name: str) -> int:
         if name == "consul":
@@ -130,10 +135,11 @@ class LocalCluster(ProgramStarts):
     def passing(self) -> list[dict]:
         """Healthy ner-worker instances as Consul reports them."""
         response = requests.get(
-            f"{self.config.consul_url}/v1/health/service/{SERVICE_NAME}",
+            f"{self.consul_url}/v1/health/service/{SERVICE_NAME}",
             params={"passing": "1"},
             headers=self.mode.consul_headers(),
             timeout=5,
+            verify=self.mode.consul_verify(),
         )
         response.raise_for_status()
         return [entry["Service"] for entry in response.json()]
@@ -208,7 +214,7 @@ class LocalCluster(ProgramStarts):
         self.say(f"gateway:   {self.config.gateway_url}  (POST /v1/ner, page at /)")
         if https := gateway.tls_summary(self.config):
             self.say(https)
-        self.say(f"consul UI: {self.config.consul_url}/ui/")
+        self.say(f"consul UI: {self.consul_url}/ui/")
         if "prometheus" in self.supervisor.configured():
             self.say(f"prometheus: {self.config.prometheus_url}/classic/targets  (alerts at /classic/alerts)")
         if self.secure:

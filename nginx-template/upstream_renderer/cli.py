@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import upstream_renderer
 from upstream_renderer.holddown import DEFAULT_HOLD_DOWN, HOLD_DOWN_ENV
@@ -17,7 +17,15 @@ from upstream_renderer.recovery import DEFAULT_RECOVERY_GRACE
 from upstream_renderer.runner import Runner
 from upstream_renderer.signals import Shutdown
 from upstream_renderer.template import Template, TemplateError, render
-from upstream_renderer.watch import DEFAULT_MAX_STALE, DEFAULT_WAIT, Consul, parse_duration, parse_wait
+from upstream_renderer.watch import (
+    DEFAULT_MAX_STALE,
+    DEFAULT_WAIT,
+    Consul,
+    ConsulTls,
+    consul_base,
+    parse_duration,
+    parse_wait,
+)
 
 PROG = "python3 -m upstream_renderer"
 FILL_COMMAND = "fill-nginx-conf"
@@ -34,8 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--consul",
         default=os.environ.get("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
-        help="Consul HTTP address (CONSUL_HTTP_ADDR); token from CONSUL_HTTP_TOKEN",
+        help="Consul HTTP address, host:port or https://host:port (CONSUL_HTTP_ADDR; CONSUL_HTTP_SSL=true: "
+        "https for host:port); token from CONSUL_HTTP_TOKEN",
     )
+    parser.add_argument(
+        "--ca-file",
+        default=os.environ.get("CONSUL_CACERT", ""),
+        help="CA certificate an https Consul's certificate must chain to (CONSUL_CACERT; default: system CAs)",
+    )
+    parser.add_argument("--client-cert", default=os.environ.get("CONSUL_CLIENT_CERT", ""), help="(CONSUL_CLIENT_CERT)")
+    parser.add_argument("--client-key", default=os.environ.get("CONSUL_CLIENT_KEY", ""), help="(CONSUL_CLIENT_KEY)")
     parser.add_argument("--template", type=Path, default=HERE / "upstream.ctmpl")
     parser.add_argument("--out", type=Path, required=True, help="rendered upstream file")
     parser.add_argument("--service", help="Consul service to watch (default: the template's)")
@@ -97,6 +113,11 @@ def build_fill_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def ssl_requested(environ: Mapping[str, str] = os.environ) -> bool:
+    """CONSUL_HTTP_SSL as Consul's own clients read it: https for an address without a scheme."""
+    return environ.get("CONSUL_HTTP_SSL", "").strip().lower() in ("1", "t", "true", "yes", "on")
+
+
 def startup_message() -> str:
     found = shutil.which("consul-template")
     return STARTUP_MESSAGE if not found else f"renderer: project renderer (consul-template at {found} not used)"
@@ -119,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         startup_message(),
         extra={
             "fields": {
-                "consul": args.consul,
+                "consul": consul_base(args.consul, ssl_requested()),
+                "ca_file": args.ca_file,
                 "service": service,
                 "template": str(args.template),
                 "out": str(args.out),
@@ -137,7 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         reload_cmd=args.reload_cmd,
         reload=not args.no_reload,
     )
-    consul = Consul(args.consul, os.environ.get("CONSUL_HTTP_TOKEN", ""), args.max_stale)
+    tls = ConsulTls(args.ca_file, args.client_cert, args.client_key)
+    consul = Consul(
+        consul_base(args.consul, ssl_requested()), os.environ.get("CONSUL_HTTP_TOKEN", ""), args.max_stale, tls
+    )
     runner = Runner(template, service, consul, args.out, nginx, args.wait, args.recovery_grace, args.hold_down)
     runner.signals.install()
     try:

@@ -29,12 +29,39 @@ class ConsulUnavailable(RuntimeError):
         self.reached = reached
 
 
+def consul_base(addr: str, ssl: bool = False) -> str:
+    """The API's base URL from host:port or http(s)://host:port; ssl (CONSUL_HTTP_SSL) makes it https in any case."""
+    scheme, sep, rest = addr.partition("://")
+    host_port = rest if sep else addr
+    return f"{'https' if ssl or (sep and scheme.lower() == 'https') else 'http'}://{host_port.rstrip('/')}"
+
+
+@dataclass(frozen=True)
+class ConsulTls:
+    """How an https Consul is verified: the CA its certificate must chain to ("" = system CAs), a client certificate."""
+
+    ca_file: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+
+    @property
+    def verify(self) -> str | bool:
+        return self.ca_file or True
+
+    @property
+    def cert(self) -> str | tuple[str, str] | None:
+        if not self.client_cert:
+            return None
+        return (self.client_cert, self.client_key) if self.client_key else self.client_cert
+
+
 class Consul:
     """Blocking queries on /v1/health/service/<name>, stale-tolerant like consul-template."""
 
-    def __init__(self, addr: str, token: str = "", max_stale: float = DEFAULT_MAX_STALE):
-        self.base = addr if "://" in addr else f"http://{addr}"
+    def __init__(self, addr: str, token: str = "", max_stale: float = DEFAULT_MAX_STALE, tls: ConsulTls = ConsulTls()):
+        self.base = consul_base(addr)
         self.max_stale = max_stale
+        self.tls = tls
         self.session = requests.Session()
         if token:
             self.session.headers["X-Consul-Token"] = token
@@ -59,7 +86,14 @@ class Consul:
     def _get(self, name: str, params: dict[str, str], timeout: float) -> tuple[list[dict], int, float]:
         """One request: entries, X-Consul-Index, and X-Consul-LastContact in seconds."""
         try:
-            response = self.session.get(f"{self.base}/v1/health/service/{name}", params=params, timeout=timeout)
+            # verify and cert on each request: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+            response = self.session.get(
+                f"{self.base}/v1/health/service/{name}",
+                params=params,
+                timeout=timeout,
+                verify=self.tls.verify,
+                cert=self.tls.cert,
+            )
         except requests.RequestException as exc:
             raise ConsulUnavailable(f"{type(exc).__name__}: {exc}", reached=False) from exc
         try:

@@ -1,4 +1,4 @@
-"""Normal or secured mode of a run directory, and the Consul tokens secured mode hands each role.
+"""Normal or secured mode of a run directory, the Consul tokens secured mode hands each role, and its TLS.
 
 The mode is decided when Consul starts and recorded in RUN_DIR/mode, so `scale`, `status` and
 `down` follow a running cluster's mode (docs/SECURITY.md).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from scripts.secured.consul_tls import ConsulTls, consul_tls_at
 from scripts.secured.secretfiles import SecretStore
 
 
@@ -57,3 +58,22 @@ class RunMode:
     def consul_headers(self, role: str = "gateway") -> dict[str, str]:
         secret = self.token(role)
         return {"X-Consul-Token": secret} if secret else {}
+
+    # ---- Consul's HTTP API: HTTPS in secure mode (docs/SECURITY.md) ----------------------------
+    def consul_tls(self) -> ConsulTls | None:
+        """Secure mode: RUN_DIR/tls, the CA and Consul's certificate (issued when Consul starts); else None."""
+        return consul_tls_at(self.run_dir / "tls") if self.secure else None
+
+    def consul_url(self, port: int) -> str:
+        """The local agent's API: https in secure mode (the port speaks TLS only), else http."""
+        return f"{'https' if self.secure else 'http'}://127.0.0.1:{port}"
+
+    def consul_verify(self) -> str | bool:
+        """requests' verify= for the API: the cluster's CA in secure mode, else the default."""
+        tls = self.consul_tls()
+        return str(tls.ca_file) if tls else True
+
+    def consul_client_env(self) -> dict[str, str]:
+        """CONSUL_HTTP_SSL and CONSUL_CACERT for a client given a host:port address, in secure mode."""
+        tls = self.consul_tls()
+        return tls.client_env() if tls else {}

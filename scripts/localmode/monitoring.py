@@ -19,6 +19,7 @@ import requests
 from scripts.localmode.config import REPO_ROOT, SERVICE_NAME, ClusterConfig
 from scripts.localmode.programs import Program
 from scripts.monitoring import prometheus_conf
+from scripts.secured.consul_tls import ConsulTls
 
 if TYPE_CHECKING:
     from scripts.localcluster import LocalCluster
@@ -48,8 +49,8 @@ def access_log(config: ClusterConfig) -> Path:
     return config.run_dir / "nginx" / "access.log"
 
 
-def render_prometheus_conf(config: ClusterConfig, token_file: Path | None) -> str:
-    """scripts/monitoring/prometheus.yml.tmpl filled for this cluster."""
+def render_prometheus_conf(config: ClusterConfig, token_file: Path | None, consul_tls: ConsulTls | None = None) -> str:
+    """scripts/monitoring/prometheus.yml.tmpl filled for this cluster (consul_tls: secure mode's HTTPS API)."""
     return prometheus_conf.render(
         scrape_interval=config.scrape_interval,
         evaluation_interval=config.evaluation_interval,
@@ -61,14 +62,16 @@ def render_prometheus_conf(config: ClusterConfig, token_file: Path | None) -> st
         cluster_rules=cluster_rules_dir(config),
         targets=targets_dir(config),
         token_file=token_file,
+        consul_https=consul_tls is not None,
+        consul_ca_file=consul_tls.ca_file if consul_tls else None,
     )
 
 
-def write_prometheus_conf(config: ClusterConfig, token_file: Path | None) -> Path:
+def write_prometheus_conf(config: ClusterConfig, token_file: Path | None, consul_tls: ConsulTls | None = None) -> Path:
     path = prometheus_dir(config) / "prometheus.yml"
     cluster_rules_dir(config).mkdir(parents=True, exist_ok=True)
     targets_dir(config).mkdir(parents=True, exist_ok=True)  # Prometheus watches it from its start
-    path.write_text(render_prometheus_conf(config, token_file))
+    path.write_text(render_prometheus_conf(config, token_file, consul_tls))
     if not (cluster_rules_dir(config) / "wanted.yml").exists():
         write_wanted(config, 0)
     return path
@@ -101,8 +104,10 @@ def prometheus_program(config: ClusterConfig) -> Program:
     )
 
 
-def discovery_program(config: ClusterConfig, token_file: Path | None) -> Program:
-    """consul_file_sd.py: Consul's ner-worker instances as Prometheus' target file."""
+def discovery_program(
+    config: ClusterConfig, token_file: Path | None, consul_env: dict[str, str] | None = None
+) -> Program:
+    """consul_file_sd.py: Consul's ner-worker instances as Prometheus' target file (consul_env: HTTPS, CA)."""
     argv = [
         str(config.python),
         str(MONITORING_DIR / "consul_file_sd.py"),
@@ -120,6 +125,7 @@ def discovery_program(config: ClusterConfig, token_file: Path | None) -> Program
         stop_signal="TERM",
         stop_wait_seconds=5,
         token_file=token_file,
+        env=dict(consul_env or {}),
     )
 
 
@@ -197,8 +203,10 @@ def start(cluster: "LocalCluster") -> None:
     access_log(cfg).touch()  # mtail follows the files that exist when it starts
     cluster._ensure("mtail", lambda: mtail_program(cfg))
     cluster._wait_program("mtail", lambda: _mtail_up(cfg), START_SECONDS, "mtail")
-    cluster._ensure("discovery", lambda: discovery_program(cfg, cluster.token_file(ROLE)))
-    write_prometheus_conf(cfg, cluster.token_file(ROLE))
+    cluster._ensure(
+        "discovery", lambda: discovery_program(cfg, cluster.token_file(ROLE), cluster.mode.consul_client_env())
+    )
+    write_prometheus_conf(cfg, cluster.token_file(ROLE), cluster.mode.consul_tls())
     if not cluster._ensure("prometheus", lambda: prometheus_program(cfg)):
         reload(cfg)
     took = cluster._wait_program("prometheus", lambda: ready(cfg), START_SECONDS, "Prometheus ready")

@@ -7,6 +7,7 @@ live() and port_of(); kept apart so the cluster's operations read on their own.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -14,11 +15,12 @@ from scripts.localmode import gateway, gatewaychecks
 from scripts.localmode.config import SERVICE_NAME
 from scripts.localmode.consul import consul_program, has_leader, ports_override
 from scripts.localmode.procs import command_of, listeners, pids_under
-from scripts.localmode.programs import log_file, program_dir
+from scripts.localmode.programs import Program, log_file, program_dir
 from scripts.localmode.waiting import wait_for
 from scripts.localmode.workers import current_port, worker_ports, worker_program
 from scripts.ports import port_is_free
 from scripts.secured.acl_setup import ensure_acls
+from scripts.secured.consul_tls import ensure_consul_tls
 from scripts.secured.secretfiles import ensure_gossip_key
 
 if TYPE_CHECKING:
@@ -73,6 +75,8 @@ class ProgramStarts:
         """The Consul agent: dev mode, or in secure mode a persistent server with ACLs (docs/SECURITY.md)."""
         cfg = self.config
         self.supervisor.ensure_running()
+        # Secure: the CA and Consul's certificate exist (issued again when due) before anyone dials it.
+        tls = ensure_consul_tls(cfg.run_dir / "tls") if self.secure else None
 
         def build():
             self._check_port(cfg.consul_http_port, "NER_CONSUL_HTTP_PORT")
@@ -81,24 +85,25 @@ class ProgramStarts:
                 store = self.secrets()
                 store.ensure_dir()
                 gossip = ensure_gossip_key(store, cfg.consul_bin)
-            return consul_program(cfg, ports_override(cfg, self.secure), gossip)
+            return consul_program(cfg, ports_override(cfg, self.secure), gossip, tls)
 
         self._ensure("consul", build)
-        took = self._wait_program("consul", lambda: has_leader(cfg), 30, "Consul leader")
+        url = self.mode.consul_url(cfg.consul_http_port)
+        took = self._wait_program("consul", self.consul_has_leader, 30, "Consul leader")
         if self.secure:
             store = self.secrets()
-            setup = ensure_acls(f"127.0.0.1:{cfg.consul_http_port}", store, SERVICE_NAME, say=self.say)
+            setup = ensure_acls(url, store, SERVICE_NAME, say=self.say, ca_file=tls.ca_file)
             what = "ACLs bootstrapped" if setup.bootstrapped else "ACLs in place"
             self.say(
-                f"consul: up in {took:.1f}s (secure: {what}, default deny, gossip encrypted), "
-                f"UI at {cfg.consul_url}/ui/ (log in with {store.file('operator.token')})"
+                f"consul: up in {took:.1f}s (secure: {what}, default deny, gossip encrypted, HTTPS only), "
+                f"UI at {url}/ui/ (log in with {store.file('operator.token')}; CA {tls.ca_file})"
             )
         else:
-            self.say(f"consul: up in {took:.1f}s, UI at {cfg.consul_url}/ui/")
+            self.say(f"consul: up in {took:.1f}s, UI at {url}/ui/")
         return self.live()["consul"]
 
     def consul_has_leader(self) -> bool:
-        return has_leader(self.config)
+        return has_leader(self.mode.consul_url(self.config.consul_http_port), self.mode.consul_verify())
 
     def nginx_dir(self) -> Path:
         return gateway.nginx_dir(self.config)
@@ -114,12 +119,12 @@ class ProgramStarts:
         def build_nginx():
             self._check_port(cfg.gateway_port, "NER_GATEWAY_LISTEN")
             if not (self.nginx_dir() / "upstream.conf").exists():
-                gateway.render_once(cfg, {**os.environ, **self.token_env("gateway")})
+                gateway.render_once(cfg, {**os.environ, **self.token_env("gateway"), **self.mode.consul_client_env()})
             return gateway.nginx_program(cfg)
 
         self._ensure("nginx", build_nginx)
         self._wait_program("nginx", self.gateway_alive, 15, "nginx gateway")
-        self._ensure("renderer", lambda: gateway.renderer_program(cfg, self.token_file("gateway")))
+        self._ensure("renderer", lambda: self._consul_client(gateway.renderer_program(cfg, self.token_file("gateway"))))
         kind, _ = gateway.renderer_argv(cfg)
         self.say(f"gateway: nginx at {cfg.gateway_url}, upstream kept by {kind}")
 
@@ -137,7 +142,7 @@ class ProgramStarts:
     def start_worker(self) -> Proc:
         """One more worker program: gunicorn, which registers itself in Consul."""
         index, ports = self._free_worker_slot()
-        program = worker_program(self.config, index, ports, self.token_file("worker"))
+        program = self._consul_client(worker_program(self.config, index, ports, self.token_file("worker")))
         (program_dir(self.config.run_dir, program.name) / "port").unlink(missing_ok=True)
         self.supervisor.add(program)
         # The launcher writes the port it chose as the program starts.
@@ -157,6 +162,10 @@ class ProgramStarts:
         stuck = self.supervisor.remove([name], self._stop_timeout())
         if stuck:
             raise RuntimeError(f"{name} did not stop in {self._stop_timeout():.0f}s")
+
+    def _consul_client(self, program: Program) -> Program:
+        """The program with what it needs to reach Consul's API over HTTPS and verify it (secure mode)."""
+        return replace(program, env={**program.env, **self.mode.consul_client_env()})
 
     def _stop_timeout(self) -> float:
         return worker_program(self.config, 1, (), None).stop_wait_seconds + 10

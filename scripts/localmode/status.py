@@ -50,6 +50,10 @@ def print_status(cluster: "LocalCluster") -> None:
         return
     print()
     config = registrar_config(
-        {"CONSUL_HTTP_ADDR": f"127.0.0.1:{cluster.config.consul_http_port}", **cluster.token_env("operator")}
+        {
+            "CONSUL_HTTP_ADDR": f"127.0.0.1:{cluster.config.consul_http_port}",
+            **cluster.token_env("operator"),
+            **cluster.mode.consul_client_env(),  # secure: HTTPS, verified against the cluster's CA
+        }
     )
     print_instances(list_instances(build_client(config), SERVICE_NAME))

@@ -12,7 +12,9 @@ relabelling in prometheus.yml.tmpl is the one a Prometheus with Consul SD would 
     python3 consul_file_sd.py --consul 127.0.0.1:8500 --service ner-worker --out targets/ner-worker.json
 
 Standard library only, so it runs beside Prometheus wherever python3 is. In secured mode the
-token comes from CONSUL_HTTP_TOKEN (read-only: service and node read). Logs one JSON object per
+token comes from CONSUL_HTTP_TOKEN (read-only: service and node read), and Consul speaks HTTPS:
+an https:// address or CONSUL_HTTP_SSL=true, its certificate verified against CONSUL_CACERT
+(--ca-file), with CONSUL_CLIENT_CERT / CONSUL_CLIENT_KEY if Consul asks for one. Logs one JSON object per
 line on stderr. When Consul cannot be reached the last file stays: Prometheus keeps scraping
 what it last knew, as consul_sd_configs does.
 """
@@ -23,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import ssl
 import sys
 import time
 import urllib.error
@@ -115,13 +118,30 @@ def next_index(previous: int, header: str | None) -> int:
     return index if index > 0 and index >= previous else 0
 
 
-def query(consul: str, service: str, index: int, wait: str, token: str) -> tuple[list[dict], int]:
+def consul_base(addr: str, ssl_on: bool = False) -> str:
+    """The API's base URL from host:port or http(s)://host:port; ssl_on (CONSUL_HTTP_SSL) makes it https."""
+    scheme, sep, rest = addr.partition("://")
+    host_port = (rest if sep else addr).rstrip("/")
+    return f"{'https' if ssl_on or (sep and scheme.lower() == 'https') else 'http'}://{host_port}"
+
+
+def tls_context(ca_file: str = "", client_cert: str = "", client_key: str = "") -> ssl.SSLContext:
+    """Verification against ca_file (else the system's CAs), host names checked, an optional client certificate."""
+    context = ssl.create_default_context(cafile=ca_file or None)
+    if client_cert:
+        context.load_cert_chain(client_cert, client_key or None)
+    return context
+
+
+def query(
+    consul: str, service: str, index: int, wait: str, token: str, context: ssl.SSLContext | None = None
+) -> tuple[list[dict], int]:
     """One blocking query of the service's health (every instance, any status): (entries, X-Consul-Index)."""
     params = urllib.parse.urlencode({"index": index, "wait": wait} if index else {})
-    url = f"http://{consul}/v1/health/service/{urllib.parse.quote(service)}" + (f"?{params}" if params else "")
+    url = f"{consul}/v1/health/service/{urllib.parse.quote(service)}" + (f"?{params}" if params else "")
     request = urllib.request.Request(url, headers={"X-Consul-Token": token} if token else {})
     # Consul adds up to 1/16 of the wait as jitter: the socket waits longer than that.
-    with urllib.request.urlopen(request, timeout=_seconds(wait) * 1.1 + 10) as response:
+    with urllib.request.urlopen(request, timeout=_seconds(wait) * 1.1 + 10, context=context) as response:
         return json.load(response), next_index(index, response.headers.get("X-Consul-Index"))
 
 
@@ -133,13 +153,13 @@ def _seconds(duration: str) -> float:
     return float(match[1]) * (60 if match[2] == "m" else 1)
 
 
-def run(consul: str, service: str, out: Path, wait: str, token: str) -> None:
+def run(consul: str, service: str, out: Path, wait: str, token: str, context: ssl.SSLContext | None = None) -> None:
     """Follow Consul until stopped, rewriting the file on every change of the instance list."""
     index = 0
     while True:
         started = time.monotonic()
         try:
-            entries, index = query(consul, service, index, wait, token)
+            entries, index = query(consul, service, index, wait, token, context)
         except (OSError, ValueError, urllib.error.URLError) as error:
             log("WARNING", "consul.unreachable", consul=consul, error=str(error), keeping=str(out))
             index = 0
@@ -160,17 +180,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--consul",
         default=os.environ.get("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
-        help="host:port of a Consul agent's HTTP API",
+        help="a Consul agent's HTTP API: host:port or https://host:port (CONSUL_HTTP_ADDR, CONSUL_HTTP_SSL)",
+    )
+    parser.add_argument(
+        "--ca-file",
+        default=os.environ.get("CONSUL_CACERT", ""),
+        help="CA certificate an https Consul's certificate must chain to (CONSUL_CACERT; default: system CAs)",
     )
     parser.add_argument("--service", default="ner-worker")
     parser.add_argument("--out", type=Path, required=True, help="the target file Prometheus reads")
     parser.add_argument("--wait", default="30s", help="how long one blocking query may wait (Consul's wait)")
     args = parser.parse_args(argv)
     _seconds(args.wait)
-    consul = args.consul.removeprefix("http://")
-    log("INFO", "started", consul=consul, service=args.service, file=str(args.out))
+    ssl_on = os.environ.get("CONSUL_HTTP_SSL", "").strip().lower() in ("1", "t", "true", "yes", "on")
+    consul = consul_base(args.consul, ssl_on)
+    context = None
+    if consul.startswith("https://"):
+        context = tls_context(
+            args.ca_file, os.environ.get("CONSUL_CLIENT_CERT", ""), os.environ.get("CONSUL_CLIENT_KEY", "")
+        )
+    log("INFO", "started", consul=consul, service=args.service, file=str(args.out), ca_file=args.ca_file)
     try:
-        run(consul, args.service, args.out, args.wait, os.environ.get("CONSUL_HTTP_TOKEN", ""))
+        run(consul, args.service, args.out, args.wait, os.environ.get("CONSUL_HTTP_TOKEN", ""), context)
     except KeyboardInterrupt:
         pass
     return 0

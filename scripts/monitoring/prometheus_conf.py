@@ -4,7 +4,7 @@
 Local mode calls render() and write_wanted() (scripts/localmode/monitoring.py); a container runs
 this file (prometheus-entrypoint.sh), its values from the environment:
 
-    python3 prometheus_conf.py --out /prometheus/prometheus.yml      # NER_PROMETHEUS_* , CONSUL_HTTP_ADDR
+    python3 prometheus_conf.py --out /prometheus/prometheus.yml      # NER_PROMETHEUS_*, CONSUL_HTTP_ADDR, CONSUL_CACERT
 
 Standard library only, like consul_file_sd.py beside it.
 """
@@ -38,6 +38,20 @@ def authorization(token_file: Path | None) -> str:
     return f"    authorization:\n      credentials_file: {token_file}"
 
 
+def consul_tls(https: bool, ca_file: Path | None) -> str:
+    """`scheme: https` and a `tls_config:` naming the CA Consul's certificate must chain to (else the
+    system's CAs), or nothing for plain HTTP."""
+    if not https:
+        return ""
+    return "    scheme: https" + (f"\n    tls_config:\n      ca_file: {ca_file}" if ca_file else "")
+
+
+def split_consul_addr(addr: str, ssl_on: bool = False) -> tuple[str, bool]:
+    """host:port and whether it speaks HTTPS, from host:port or http(s)://host:port (ssl_on: CONSUL_HTTP_SSL)."""
+    scheme, sep, rest = addr.partition("://")
+    return (rest if sep else addr).rstrip("/"), ssl_on or (bool(sep) and scheme.lower() == "https")
+
+
 def render(
     *,
     scrape_interval: str,
@@ -50,6 +64,8 @@ def render(
     cluster_rules: Path,
     targets: Path,
     token_file: Path | None,
+    consul_https: bool = False,
+    consul_ca_file: Path | None = None,
     template: Path = TEMPLATE,
 ) -> str:
     """The template filled in; a scrape may take at most its interval (and 10 s)."""
@@ -68,6 +84,7 @@ def render(
         RULES=str(rules),
         CLUSTER_RULES=str(cluster_rules),
         CONSUL_AUTH=authorization(token_file),
+        CONSUL_TLS=consul_tls(consul_https, consul_ca_file),
     )
 
 
@@ -100,18 +117,23 @@ def main(argv: list[str] | None = None) -> int:
     if env.get("NER_WORKERS_WANTED", "").strip():
         write_wanted(cluster_rules, int(env["NER_WORKERS_WANTED"]))
     gateway = env.get("NER_GATEWAY_METRICS", "").strip()
+    ssl_on = env.get("CONSUL_HTTP_SSL", "").strip().lower() in ("1", "t", "true", "yes", "on")
+    consul, https = split_consul_addr(env.get("CONSUL_HTTP_ADDR", "consul:8500"), ssl_on)
+    ca_file = Path(env["CONSUL_CACERT"]) if env.get("CONSUL_CACERT") else None
     args.out.write_text(
         render(
             scrape_interval=env.get("NER_PROMETHEUS_SCRAPE_INTERVAL") or "10s",
             evaluation_interval=env.get("NER_PROMETHEUS_EVALUATION_INTERVAL") or "10s",
             sd_refresh=env.get("NER_PROMETHEUS_SD_REFRESH") or "5s",
-            consul=env.get("CONSUL_HTTP_ADDR", "consul:8500").removeprefix("http://"),
+            consul=consul,
             gateway_metrics=gateway,
             prometheus="127.0.0.1:9090",
             rules=HERE / "rules",
             cluster_rules=cluster_rules,
             targets=args.data / "targets",
             token_file=token,
+            consul_https=https,
+            consul_ca_file=ca_file,
         )
     )
     return 0

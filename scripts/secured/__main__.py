@@ -2,6 +2,7 @@
 
     python -m scripts.secured gossip-key --secrets DIR
     python -m scripts.secured init --consul 127.0.0.1:8500 --secrets DIR [--node NAME]
+    python -m scripts.secured init --consul https://consul:8500 --ca-file CA.pem --secrets DIR
 
 The gateway's rate-limit snippet has its own command: `python3 scripts/secured/ratelimit.py limits`.
 Secrets go to 0600 files only; messages name the file and the token's AccessorID (its public
@@ -11,6 +12,7 @@ identifier). Both commands are idempotent: run again, they only create what is m
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     init = sub.add_parser("init", help="bootstrap ACLs and write one token per role into --secrets")
-    init.add_argument("--consul", default="127.0.0.1:8500", help="Consul HTTP address")
+    init.add_argument("--consul", default="127.0.0.1:8500", help="Consul HTTP address, host:port or https://host:port")
+    init.add_argument(
+        "--ca-file",
+        type=Path,
+        default=os.environ.get("CONSUL_CACERT") or None,
+        help="CA certificate an https Consul must present a certificate of (default: CONSUL_CACERT)",
+    )
     init.add_argument("--secrets", type=Path, required=True, help="directory for the token files")
     init.add_argument("--node", default=None, help="the agent token's node (default: any node, for several agents)")
     init.add_argument("--timeout", type=float, default=60.0)
@@ -46,7 +54,14 @@ def main(argv: list[str] | None = None) -> int:
             consul_bin = args.consul_bin or (Path(found) if (found := shutil.which("consul")) else None)
             say(f"gossip key in {ensure_gossip_key(SecretStore(args.secrets), consul_bin)}")
         else:
-            setup = ensure_acls(args.consul, SecretStore(args.secrets), node=args.node, timeout=args.timeout, say=say)
+            setup = ensure_acls(
+                args.consul,
+                SecretStore(args.secrets),
+                node=args.node,
+                timeout=args.timeout,
+                say=say,
+                ca_file=args.ca_file,
+            )
             say(f"acl: ready ({', '.join(setup.created) or 'nothing new'})")
     except (AclError, AclNotReady, TimeoutError, ValueError, subprocess.CalledProcessError) as error:
         say(f"error: {error}")

@@ -5,6 +5,7 @@ Every call names its token; nothing is taken from CONSUL_HTTP_TOKEN or proxy var
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, TypeVar
 
 import requests
@@ -32,9 +33,11 @@ class AclNotReady(RuntimeError):
 class AclClient:
     """The few /v1/acl and /v1/agent calls secured mode needs."""
 
-    def __init__(self, address: str, timeout: float = 5.0) -> None:
+    def __init__(self, address: str, timeout: float = 5.0, ca_file: Path | None = None) -> None:
+        """address: host:port or http(s)://host:port; ca_file: the CA an https Consul's certificate must chain to."""
         scheme, host, port = parse_consul_addr(address)
-        self.consul = consul.Consul(host=host, port=port, scheme=scheme, connections_timeout=timeout)
+        verify = str(ca_file) if ca_file else True
+        self.consul = consul.Consul(host=host, port=port, scheme=scheme, verify=verify, connections_timeout=timeout)
         self.consul.token = None  # py-consul would take CONSUL_HTTP_TOKEN over the argument
         self.consul.http.session.trust_env = False  # and requests would follow proxy variables
 
@@ -42,6 +45,8 @@ class AclClient:
         """call(), Consul's errors sorted into retry (AclNotReady), refused(text) for 401/403, AclError."""
         try:
             return call()
+        except requests.exceptions.SSLError as error:  # a certificate that does not verify will not start to
+            raise AclError(f"{what}: TLS: {str(error)[:200]}") from None
         except requests.RequestException as error:
             raise AclNotReady(f"{what}: {type(error).__name__}") from None
         except ConsulException as error:

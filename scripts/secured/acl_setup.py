@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping
 
 from registrar.config import SERVICE_NAME
@@ -36,13 +37,15 @@ def ensure_acls(
     node: str | None = "",
     timeout: float = 30.0,
     say: Callable[[str], None] = lambda message: None,
+    ca_file: Path | None = None,
 ) -> AclSetup:
     """Bootstrap once, then make sure every role's policy and token exist and work.
 
     node: "" = the agent's own node name (asked from Consul), None = any node (node_prefix "").
+    ca_file: the CA that an https:// consul address's certificate must chain to.
     Raises AclError when Consul was bootstrapped by someone else and the bootstrap token is gone.
     """
-    client = AclClient(consul)
+    client = AclClient(consul, ca_file=ca_file)
     store.ensure_dir()
     created: list[str] = []
     management, bootstrapped = _management_token(client, store, timeout, say)

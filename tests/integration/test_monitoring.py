@@ -228,12 +228,14 @@ def test_in_secured_mode_prometheus_reads_consul_with_a_read_only_token_of_its_o
     token = secured.token("prometheus")
     conf = (secured.config.run_dir / "prometheus" / "prometheus.yml").read_text()
     assert token not in conf and str(secured.token_file("prometheus")) in conf
-    consul = secured.config.consul_url
+    consul, verify = secured.consul_url, secured.mode.consul_verify()  # HTTPS, the cluster's CA
     register = requests.put(
         f"{consul}/v1/agent/service/register",
         json={"Name": "intruder", "Port": 1},
         headers={"X-Consul-Token": token},
         timeout=5,
+        verify=verify,
     )
     assert register.status_code == 403
-    assert requests.get(f"{consul}/v1/agent/metrics", params={"format": "prometheus"}, timeout=5).status_code == 403
+    metrics = requests.get(f"{consul}/v1/agent/metrics", params={"format": "prometheus"}, timeout=5, verify=verify)
+    assert metrics.status_code == 403

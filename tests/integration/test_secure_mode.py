@@ -6,10 +6,13 @@ One secure cluster for the module (1 worker, scaled to 2 and back): CPU stays mo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import signal
+import socket
+import ssl
 import stat
 import subprocess
 import time
@@ -24,7 +27,10 @@ import requests
 from scripts.localcluster import REPO_ROOT, LocalCluster, wait_for
 from scripts.localmode.gateway import write_nginx_conf
 from scripts.secured.acl_setup import ensure_acls
+from scripts.secured.consul_tls import ensure_consul_tls
+from scripts.tls.store import describe
 from tests.integration.conftest import cluster_config, world_readable_dir
+from tests.integration.loopback_capture import LoopbackCapture
 from tests.support.ratelimit import assert_gateway_429, requests_until_limited
 
 TEXT = {"text": "张三在北京的清华大学工作。"}
@@ -54,10 +60,11 @@ def consul(
     headers = {"X-Consul-Token": token} if token else {}
     return requests.request(
         method,
-        cluster.config.consul_url + path,
+        cluster.consul_url + path,
         headers=headers,
         timeout=5,
         data=None if body is None else json.dumps(body),
+        verify=cluster.mode.consul_verify(),
     )
 
 
@@ -90,6 +97,157 @@ def test_secure_mode_runs_a_persistent_server_with_acls_and_gossip_encryption(se
     assert "Gossip: true" in Path(cluster.live()["consul"].log).read_text()
     up = next(m for m in said if m.startswith("consul: up in"))
     record_figure("secure.consul_up_with_acl_bootstrap_s", float(up.split()[3].rstrip("s")))
+
+
+def test_consul_speaks_https_only_with_a_certificate_from_the_clusters_ca_and_the_ui_there(secure):
+    cluster, _ = secure
+    port, tls = cluster.config.consul_http_port, cluster.mode.consul_tls()
+    # Plain HTTP gets no API answer: the port speaks TLS only (Go's server answers 400 and closes).
+    plain = requests.get(f"http://127.0.0.1:{port}/v1/status/leader", timeout=5)
+    assert plain.status_code == 400 and "HTTP request to an HTTPS server" in plain.text
+    with pytest.raises(requests.exceptions.SSLError):  # not trusted without the cluster's CA
+        requests.get(f"https://127.0.0.1:{port}/v1/status/leader", timeout=5)
+    assert cluster.consul_url == f"https://127.0.0.1:{port}"
+    assert consul(cluster, "GET", "/v1/status/leader").json()
+    ui = consul(cluster, "GET", "/ui/")
+    assert ui.status_code == 200 and "<html" in ui.text.lower()
+    debug = consul(cluster, "GET", "/v1/agent/self", cluster.token("operator")).json()["DebugConfig"]
+    assert (debug["HTTPPort"], debug["HTTPSPort"]) == (-1, port)
+    assert (debug["VerifyIncomingHTTPS"], debug["VerifyIncomingRPC"], debug["VerifyServerHostname"]) == (
+        False,
+        True,
+        True,
+    )
+    names = describe(tls.cert_file)
+    assert {"server.dc1.consul", "localhost"} <= set(names["dns_names"]) and "127.0.0.1" in names["ips"]
+    assert stat.S_IMODE(tls.key_file.stat().st_mode) == 0o600
+
+
+def test_the_operator_clis_reach_consul_over_https_with_the_ca_and_fail_without_it(secure):
+    cluster, _ = secure
+    operator = cluster.secrets().file("operator.token")
+    env = {
+        "PATH": os.environ["PATH"],
+        "CONSUL_HTTP_ADDR": cluster.consul_url,
+        "CONSUL_CACERT": str(cluster.mode.consul_tls().ca_file),
+        "CONSUL_HTTP_TOKEN_FILE": str(operator),
+    }
+    members = run_cli([str(cluster.config.consul_bin), "members"], env)
+    assert members.returncode == 0 and "alive" in members.stdout, members.stderr
+    without_ca = run_cli(
+        [str(cluster.config.consul_bin), "members"], {k: v for k, v in env.items() if k != "CONSUL_CACERT"}
+    )
+    assert without_ca.returncode != 0 and "certificate signed by unknown authority" in without_ca.stderr
+    registrar_env = {**env, "CONSUL_HTTP_TOKEN": operator.read_text().strip(), "PYTHONPATH": str(REPO_ROOT)}
+    listed = run_cli([str(cluster.config.python), "-m", "registrar", "list", "--json"], registrar_env)
+    assert listed.returncode == 0 and "ner-worker-" in listed.stdout, listed.stderr
+    plain = run_cli(
+        [str(cluster.config.python), "-m", "registrar", "list"],
+        {**registrar_env, "CONSUL_HTTP_ADDR": f"http://127.0.0.1:{cluster.config.consul_http_port}"},
+    )
+    assert plain.returncode != 0  # Consul answers plain HTTP with 400 only
+
+
+def run_cli(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_no_token_crosses_the_loopback_in_the_clear_while_workers_come_and_go(secure, record_figure):
+    """Every connection to Consul's port opens with a TLS handshake; a plain canary request in the
+    same capture is seen in the clear, so the capture does see plaintext when there is some."""
+    cluster, _ = secure
+    port = cluster.config.consul_http_port
+    secrets = {role: cluster.token(role) for role in ("worker", "gateway", "prometheus", "operator")}
+    canary = str(uuid.uuid4())
+    with LoopbackCapture(port, max_seconds=150) as capture:
+        cluster.scale(2)  # a worker registers; the renderer's and discovery's long polls return and go again
+        canary_port = plain_request_with_token(port, canary)
+        status = subprocess.run(
+            [str(cluster.config.python), "-m", "scripts.cluster", "status"],
+            cwd=REPO_ROOT,
+            env=status_env(cluster),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        cluster.scale(1)  # it drains: maintenance, health reads, deregister, all with its token
+    assert status.returncode == 0 and "ner-worker-" in status.stdout, status.stderr
+    streams = capture.client_streams()
+    record_figure("secure.capture_connections_to_consul", len(streams))
+    assert canary.encode() in streams.pop(canary_port)  # the plaintext control
+    assert len(streams) >= 4, sorted(streams)  # workers, renderer, discovery, Prometheus, status
+    # Connections opened during the capture start with a handshake; older ones go on with records.
+    not_tls = {client: data[:16] for client, data in streams.items() if not tls_record(data)}
+    assert not_tls == {}
+    assert sum(data.startswith(b"\x16\x03") for data in streams.values()) >= 2  # the new worker, status
+    seen = b"".join(capture.payloads(excluding=canary_port))
+    assert [role for role, secret in secrets.items() if secret.encode() in seen] == []
+    assert b"X-Consul-Token" not in seen and b"HTTP/1.1" not in seen
+
+
+def tls_record(data: bytes) -> bool:
+    """Whether data begins with a TLS record header: a content type (20-23) and protocol version 3.x."""
+    return len(data) >= 3 and 20 <= data[0] <= 23 and data[1] == 3
+
+
+def plain_request_with_token(port: int, token: str) -> int:
+    """A plain HTTP request carrying a token, as a misconfigured client would send it; its local port."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(f"GET /v1/agent/self HTTP/1.1\r\nHost: x\r\nX-Consul-Token: {token}\r\n\r\n".encode())
+        conn.recv(4096)
+        return conn.getsockname()[1]
+
+
+def status_env(cluster: LocalCluster) -> dict[str, str]:
+    """`python -m scripts.cluster status` for this run directory, with no token of the caller's own."""
+    env = {
+        **os.environ,
+        "NER_RUN_DIR": str(cluster.config.run_dir),
+        "NER_CONSUL_HTTP_PORT": str(cluster.config.consul_http_port),
+        "NER_GATEWAY_LISTEN": f"127.0.0.1:{cluster.config.gateway_port}",
+    }
+    env.pop("CONSUL_HTTP_TOKEN", None)
+    return env
+
+
+def served_fingerprint(port: int, ca_file: Path) -> str:
+    """SHA-256 of the certificate Consul presents to a new connection (verified against the CA)."""
+    pem = ssl.get_server_certificate(("127.0.0.1", port), ca_certs=str(ca_file), timeout=5)
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+
+def test_a_rotated_consul_certificate_is_served_after_a_reload_and_clients_keep_working(secure, record_figure):
+    """docs/SECURITY.md's rotation: a new certificate from the same CA, then `consul reload`."""
+    cluster, _ = secure
+    port, tls = cluster.config.consul_http_port, cluster.mode.consul_tls()
+    before = served_fingerprint(port, tls.ca_file)
+    rotate = run_cli(
+        [str(cluster.config.python), "-m", "scripts.tls", "rotate", "--dir", str(tls.cert_file.parent), "--name"]
+        + ["consul", "--names", "server.dc1.consul,localhost,127.0.0.1", "--client-auth"],
+        {**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert rotate.returncode == 0, rotate.stderr
+    new = describe(tls.cert_file)["sha256"]
+    assert new != before and served_fingerprint(port, tls.ca_file) == before  # nothing changes before the reload
+    reload = run_cli(
+        [str(cluster.config.consul_bin), "reload"],
+        {
+            "PATH": os.environ["PATH"],
+            "CONSUL_HTTP_ADDR": cluster.consul_url,
+            "CONSUL_CACERT": str(tls.ca_file),
+            "CONSUL_HTTP_TOKEN_FILE": str(cluster.secrets().file("operator.token")),
+        },
+    )
+    assert reload.returncode == 0, reload.stderr
+    took = wait_for(lambda: served_fingerprint(port, tls.ca_file) == new, 10, "the new certificate served")
+    record_figure("secure.consul_cert_rotation_served_after_s", took)
+    # Same CA: the workers, the renderer and a new request trust it without a restart.
+    ids = worker_ids(cluster)
+    wait_for(lambda: len(cluster.passing()) == len(ids), 15, "workers passing after the rotation")
+    cluster.wait_gateway_serving()
+    # The next `up` keeps the rotated certificate: its names and CA are the ones it asks for.
+    again = ensure_consul_tls(tls.cert_file.parent)
+    assert describe(again.cert_file)["sha256"] == new
 
 
 def test_anonymous_or_wrong_tokens_can_neither_register_deregister_nor_read_tokens(secure):
@@ -202,7 +360,7 @@ def test_consul_restart_keeps_acl_state_and_tokens(secure, record_figure):
     record_figure("secure.consul_restart_s", time.monotonic() - started)
     assert {role: store.token(role) for role in tokens} == tokens
     assert "ACLs in place" in said[-1]
-    again = ensure_acls(f"127.0.0.1:{cluster.config.consul_http_port}", store)
+    again = ensure_acls(cluster.consul_url, store, ca_file=cluster.mode.consul_tls().ca_file)
     assert again.created == [] and not again.bootstrapped
     wait_for(
         lambda: worker_ids(cluster) == ids and len(cluster.passing()) == len(ids),
@@ -241,17 +399,10 @@ def test_secrets_are_0600_files_and_never_appear_in_logs_or_output(secure):
     # Nothing secret in the repository either: the gossip key and tokens are only generated.
     assert not any(value in (REPO_ROOT / "consul" / "secure.hcl").read_text() for value in secrets.values())
 
-    env = {
-        **os.environ,
-        "NER_RUN_DIR": str(cluster.config.run_dir),
-        "NER_CONSUL_HTTP_PORT": str(cluster.config.consul_http_port),
-        "NER_GATEWAY_LISTEN": f"127.0.0.1:{cluster.config.gateway_port}",
-    }
-    env.pop("CONSUL_HTTP_TOKEN", None)
     status = subprocess.run(
         [str(cluster.config.python), "-m", "scripts.cluster", "status"],
         cwd=REPO_ROOT,
-        env=env,
+        env=status_env(cluster),
         capture_output=True,
         text=True,
         timeout=60,
