@@ -57,6 +57,8 @@ class ComposeProject:
     consul_port: int
     files: tuple[Path, ...] = (COMPOSE_FILE,)
     token: str | None = None  # sent to Consul as X-Consul-Token (the secured form's operator token)
+    # The secured form: Consul's API speaks HTTPS only, its certificate verified against this CA.
+    consul_ca: Path | None = None
 
     @property
     def name(self) -> str:
@@ -137,7 +139,12 @@ class ComposeProject:
     # ---- Consul and the gateway, on the published loopback ports ----------------------------
     @property
     def consul_url(self) -> str:
-        return f"http://127.0.0.1:{self.consul_port}"
+        return f"{'https' if self.consul_ca else 'http'}://127.0.0.1:{self.consul_port}"
+
+    @property
+    def consul_verify(self) -> str | bool:
+        """requests' verify= for Consul's API: the secured form's CA, else the default."""
+        return str(self.consul_ca) if self.consul_ca else True
 
     @property
     def gateway_url(self) -> str:
@@ -150,13 +157,17 @@ class ComposeProject:
             params={"passing": "1"},
             headers=self._consul_headers(),
             timeout=5,
+            verify=self.consul_verify,
         ).json()
         return {e["Service"]["ID"]: e["Service"]["Address"] for e in entries}
 
     def catalog_ids(self) -> set[str]:
         """Every ner-worker instance the catalog holds, whatever its health."""
         entries = requests.get(
-            f"{self.consul_url}/v1/catalog/service/ner-worker", headers=self._consul_headers(), timeout=5
+            f"{self.consul_url}/v1/catalog/service/ner-worker",
+            headers=self._consul_headers(),
+            timeout=5,
+            verify=self.consul_verify,
         ).json()
         return {e["ServiceID"] for e in entries}
 

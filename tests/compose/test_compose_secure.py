@@ -1,4 +1,4 @@
-"""docker-compose.secure.yml on real containers: ACLs, per-role tokens, the rate limit, a clean drain.
+"""docker-compose.secure.yml on real containers: ACLs, per-role tokens, Consul over HTTPS only, the rate limit, a clean drain.
 
 The secured form runs on top of docker-compose.yml, as docs/SECURITY.md tells operators to run
 it. The one-shots generate the gossip key and the tokens into volumes at the first `up`; the
@@ -25,7 +25,7 @@ from tests.support.ratelimit import assert_gateway_429, requests_until_limited
 SECURE_FILE = REPO_ROOT / "docker-compose.secure.yml"
 PAYLOAD = {"text": "张三在北京的清华大学工作。"}
 BURST = 40  # scripts/secured/ratelimit.py's secure default: 20 r/s per client, bursts of 40
-SERVICES = ("gossip-key", "consul", "acl-init", "model", "worker", "gateway")
+SERVICES = ("consul-tls", "gossip-key", "consul", "acl-init", "model", "worker", "gateway")
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,8 @@ def secured(engine: ComposeEngine, record_figure) -> Iterator[ComposeProject]:
         started = time.monotonic()
         project.compose("up", "-d", "--no-build", "--scale", "worker=2", timeout=900)
         project.token = project.volume_file("secrets", "operator.token").strip()
+        # The CA's certificate as an operator takes it out of its volume: Consul is HTTPS only.
+        project.consul_ca = project.volume_path("consul-ca") / "ca.pem"
         wait_until(
             lambda: len(project.passing()) == 2,
             420,
@@ -50,7 +52,30 @@ def consul(
     project: ComposeProject, method: str, path: str, token: str | None = None, body: object = None
 ) -> requests.Response:
     headers = {"X-Consul-Token": token} if token else {}
-    return requests.request(method, project.consul_url + path, headers=headers, json=body, timeout=5)
+    return requests.request(
+        method, project.consul_url + path, headers=headers, json=body, timeout=5, verify=project.consul_verify
+    )
+
+
+def test_consul_answers_https_with_the_clusters_ca_and_refuses_plain_http(secured: ComposeProject) -> None:
+    assert secured.consul_url.startswith("https://")
+    plain = requests.get(f"http://127.0.0.1:{secured.consul_port}/v1/status/leader", timeout=5)
+    assert plain.status_code == 400 and "HTTPS server" in plain.text  # no API answer over plain HTTP
+    with pytest.raises(requests.exceptions.SSLError):  # not trusted without the cluster's CA
+        requests.get(f"{secured.consul_url}/v1/status/leader", timeout=5)
+    assert consul(secured, "GET", "/v1/status/leader").json()
+    ui = consul(secured, "GET", "/ui/")
+    assert ui.status_code == 200 and "<html" in ui.text.lower()
+    debug = consul(secured, "GET", "/v1/agent/self", secured.token).json()["DebugConfig"]
+    assert (debug["HTTPPort"], debug["HTTPSPort"], debug["VerifyIncomingRPC"]) == (-1, 8500, True)
+    # Only the CA's certificate is handed out; the keys stay 0600 in their own volumes.
+    assert sorted(path.name for path in secured.volume_path("consul-ca").iterdir()) == ["ca.pem"]
+    for volume, key in (("consul-tls-ca", "ca-key.pem"), ("consul-tls", "consul-key.pem")):
+        assert stat.S_IMODE((secured.volume_path(volume) / key).stat().st_mode) == 0o600
+    # Every client reached it over HTTPS: the workers registered, the gateway renders, no TLS error.
+    for service in ("worker", "gateway", "acl-init"):
+        log = secured.service_logs(service)
+        assert not [sign for sign in ("SSLError", "CERTIFICATE_VERIFY_FAILED", "x509:") if sign in log], service
 
 
 def test_workers_register_with_their_token_and_answer_through_the_gateway(secured: ComposeProject) -> None:
