@@ -5,8 +5,11 @@
 #
 #   consul agent -server -bootstrap-expect=1 -data-dir=RUN_DIR/consul-data -ui \
 #     -config-file=consul/local.json -config-file=consul/secure.hcl \
-#     -config-file=RUN_DIR/secrets/consul-gossip.json   # {"encrypt": "<consul keygen>"}, 0600
+#     -config-file=RUN_DIR/secrets/consul-gossip.json \
+#     -config-file=consul/tls.hcl -config-file=RUN_DIR/consul-tls.json
 #
+# (the gossip file is {"encrypt": "<consul keygen>"}, 0600; tls.hcl and its files file put the API
+# on HTTPS only.)
 # docker-compose.secure.yml mounts this file read-only and the gossip file from a volume (docs/SECURITY.md).
 # Tokens are never put here: the bootstrap token comes from `consul acl bootstrap`, the role
 # tokens from scripts/securemode.py, and the agent's own token is set through the API and kept

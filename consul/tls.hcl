@@ -1,9 +1,11 @@
 # Secured Consul's TLS policy: the HTTP API (and the UI) over HTTPS only, RPC between agents verified.
 #
-# Holds no path and no secret. Each form adds a file naming the CA, certificate and key and
-# turning the plain HTTP port off (`ports { http = -1, https = N }`):
-#   local mode   RUN_DIR/consul-tls.json, written by scripts/localmode/consul.py from RUN_DIR/tls/
-#   compose      consul/compose-tls.json (files from the tls one-shot's volumes)
+# Holds no path and no secret. Each form adds the files (CA, certificate, key) and turns the
+# plain HTTP listener off, HTTPS on in its place (`ports { http = -1, https = N }`):
+#   local mode   RUN_DIR/consul-tls.json (files in RUN_DIR/tls/) and RUN_DIR/consul-ports.json,
+#                both written by scripts/localmode/consul.py
+#   compose      consul/compose-tls.json (files from the consul-tls one-shot's volumes)
+# Certificates are read again on `consul reload` (SIGHUP): rotation needs no restart.
 #
 # Top-level keys, not the `tls { defaults { ... } }` block: Consul 1.8 (local mode) rejects that
 # block ("invalid config key tls"); 1.12+ (the compose image, 1.20) maps these keys onto it and

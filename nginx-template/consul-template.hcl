@@ -1,6 +1,15 @@
 # consul-template settings for the gateway container (nginx-template/Dockerfile).
 # The Consul address comes from CONSUL_HTTP_ADDR (or -consul-addr), the token from
 # CONSUL_HTTP_TOKEN / CONSUL_TOKEN; neither is written here.
+#
+# TLS to Consul (the secured compose form: CONSUL_HTTP_ADDR=https://consul:8500 and
+# CONSUL_CACERT=/consul-ca/ca.pem) comes from the environment too: consul-template builds its
+# Consul client on the API's DefaultConfig, which reads CONSUL_HTTP_ADDR's https://, CONSUL_HTTP_SSL,
+# CONSUL_CACERT and CONSUL_CLIENT_CERT / CONSUL_CLIENT_KEY, and verifies the server against that CA
+# (dependency/client_set.go). No `consul { ssl { ... } }` block: the same file serves the normal
+# form, whose Consul speaks plain HTTP; a block here would turn TLS on for both. A form that wants
+# it written out adds a second -config file with
+#   consul { ssl { enabled = true  verify = true  ca_cert = "/consul-ca/ca.pem" } }
 
 # SIGTERM is what `docker stop` sends: stop at once, nginx keeps the last rendered upstream
 # until the container's entrypoint stops it.

@@ -2,7 +2,8 @@
 # Prometheus container: fill the configuration from the environment, then run Prometheus and the
 # Consul discovery side by side. Either one exiting stops the container, so the restart policy
 # starts both again.
-#   CONSUL_HTTP_ADDR                 Consul's HTTP API (default consul:8500)
+#   CONSUL_HTTP_ADDR                 Consul's HTTP API (default consul:8500; https://consul:8500 for TLS)
+#   CONSUL_CACERT                    the CA an https Consul's certificate must chain to (discovery and scrape)
 #   NER_PROMETHEUS_SCRAPE_INTERVAL, NER_PROMETHEUS_EVALUATION_INTERVAL, NER_PROMETHEUS_SD_REFRESH
 #   NER_WORKERS_WANTED               the workers the cluster is meant to run (--scale worker=N)
 #   NER_GATEWAY_METRICS              host:port of the gateway's metrics (mtail), if any
