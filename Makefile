@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WORKERS ?= 2
 
-.PHONY: setup setup-tests bench up down scale status logs test lint test-unit test-integration test-web bench-metrics chaos heal kill-midresponse soak load test-compose test-multihost fetch-msra train-model eval clean
+.PHONY: setup setup-tests bench up down scale status logs test lint test-unit test-integration test-web bench-metrics bench-tls chaos heal kill-midresponse soak load test-compose test-multihost fetch-msra train-model eval clean
 
 setup:  ## install nginx, Consul, the Python packages and the default model (idempotent)
 	@bash scripts/setup.sh
@@ -48,6 +48,9 @@ bench-metrics:  ## µs/request with metrics on vs off (in-memory and multiproces
 
 bench:  ## model-path speed side by side (pipeline vs onnx FP32/INT8, micro-batching, cache) and end-to-end QPS
 	@$(PY) -m bench.bench_models
+
+bench-tls: setup  ## HTTPS vs plain HTTP through the gateway side by side (keep-alive), and the cost of a new TLS connection
+	@$(PY) -m bench.bench_tls
 
 chaos: setup  ## one failure at a time under load through the gateway; prints a table per scenario
 	@$(PY) -m bench.chaos

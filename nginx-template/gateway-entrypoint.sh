@@ -1,5 +1,6 @@
 #!/bin/bash
-# Gateway container: fill nginx.conf, start nginx on a placeholder upstream, and keep the
+# Gateway container: fill nginx.conf, its HTTPS listen (gateway-tls.sh: the operator's
+# certificate or a generated one), start nginx on a placeholder upstream, and keep the
 # upstream in step with Consul with consul-template, or with the project renderer, the
 # upstream_renderer package (the same template, the same output), when the consul-template binary
 # is not in the image.
@@ -18,7 +19,7 @@ log() { printf '{"time":"%s","level":"INFO","logger":"gateway","event":"%s"}\n' 
 export PYTHONPATH="$etc${PYTHONPATH:+:$PYTHONPATH}"
 
 # nginx's worker processes run as nobody: the prefix must be enterable by it.
-mkdir -p "$prefix/logs" "$prefix/limits.d"
+mkdir -p "$prefix/logs" "$prefix/limits.d" "$prefix/tls.d"
 chmod 755 "$prefix"
 # With the upstream the template renders for no instance, nginx starts now and answers a fast
 # JSON 503 until the first real render.
@@ -29,6 +30,7 @@ python3 -m upstream_renderer fill-nginx-conf --conf-template "$etc/nginx.conf.tm
 if [ -f "$etc/securemode.py" ]; then
     python3 "$etc/securemode.py" limits --out "$prefix/limits.d/rate.conf"
 fi
+"$etc/gateway-tls.sh" ensure
 nginx -q -t -p "$prefix" -c "$conf"
 cp "$upstream" "$upstream.good"
 

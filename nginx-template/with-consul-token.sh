@@ -4,8 +4,7 @@
 # Secured compose form (docs/SECURITY.md): the role's Consul token is read from the read-only
 # secrets volume into CONSUL_HTTP_TOKEN, then COMMAND replaces this shell. No token file (the
 # normal form) or a CONSUL_HTTP_TOKEN already set: the environment is left as it is. The token
-# is never printed; this file lives here because the gateway's build context is this directory
-# (the worker image copies it from the repository root).
+# is never printed; this file lives with the gateway's files (the worker image copies it from here too).
 set -eu
 token_file=$1
 shift

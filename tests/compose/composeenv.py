@@ -15,7 +15,7 @@ import requests
 from tests.compose.podman import podman, run_logged
 from tests.compose.standins import STANDINS
 from tests.support.load import RequestLoop
-from tests.support.processes import REPO_ROOT, wait_until
+from tests.support.processes import REPO_ROOT, free_port, wait_until
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 IMAGE_TAG = "compose-test"
@@ -41,6 +41,7 @@ def build_environment(
         "NER_IMAGE_TAG": IMAGE_TAG,
         "NER_PUBLISH_ADDR": "127.0.0.1",
         "NER_GATEWAY_PORT": str(gateway_port),
+        "NER_GATEWAY_TLS_PORT": str(free_port()),
         "NER_CONSUL_UI_PORT": str(consul_port),
         "COMPOSE_HTTP_TIMEOUT": "600",
     }
@@ -149,6 +150,11 @@ class ComposeProject:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def gateway_tls_url(self) -> str:
+        """HTTPS on the published port, by a name the generated certificate holds."""
+        return f"https://localhost:{self.env['NER_GATEWAY_TLS_PORT']}"
 
     def passing(self) -> dict[str, str]:
         """Service ID -> address of the passing ner-worker instances."""

@@ -1,4 +1,5 @@
-"""docker-compose.yml on real containers: scale out to 3, scale in to 1 with no failed request, down.
+"""docker-compose.yml on real containers: scale out to 3, HTTPS with the generated CA and its
+rotation, scale in to 1 with no failed request, down.
 
 Runs the repository's compose file with Debian's docker-compose against podman's Docker API;
 base images are local stand-ins (tests/compose/standins.py). `make test-compose` runs it.
@@ -6,7 +7,9 @@ base images are local stand-ins (tests/compose/standins.py). `make test-compose`
 
 from __future__ import annotations
 
+import ssl
 import time
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -14,6 +17,7 @@ import requests
 
 from tests.compose.composeenv import ComposeProject
 from tests.compose.engine import ComposeEngine
+from tests.compose.podman import podman
 from tests.support.load import RequestLoop
 from tests.support.processes import wait_until
 
@@ -57,6 +61,46 @@ def test_scale_out_to_three_registers_three_distinct_instances(project: ComposeP
         if seen == set(passing):
             break
     assert seen == set(passing)
+
+
+@pytest.fixture(scope="module")
+def gateway_ca(project: ComposeProject, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CA certificate the gateway generated into its volume at the first start: all a client trusts."""
+    path = tmp_path_factory.mktemp("gateway-ca") / "ca.pem"
+    path.write_text(project.volume_file("gateway-tls", "ca.pem"))
+    return path
+
+
+def served_certificate(project: ComposeProject) -> bytes:
+    """The certificate a new HTTPS connection to the published port gets (DER)."""
+    return ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", int(project.env["NER_GATEWAY_TLS_PORT"]))))
+
+
+def test_https_answers_a_client_that_trusts_only_the_generated_ca(project: ComposeProject, gateway_ca: Path) -> None:
+    response = requests.post(f"{project.gateway_tls_url}/v1/ner", json=PAYLOAD, verify=str(gateway_ca), timeout=10)
+    assert response.status_code == 200, response.text
+    assert {entity["span"] for entity in response.json()["entities"]} >= {"张三", "北京"}
+
+
+def test_a_rotated_certificate_is_served_after_a_reload_with_no_failed_request(
+    project: ComposeProject, gateway_ca: Path
+) -> None:
+    before = served_certificate(project)
+    url = f"{project.gateway_tls_url}/v1/ner"
+    loop = RequestLoop(url, PAYLOAD, max_requests=2000, max_seconds=120, interval=0.05, verify=str(gateway_ca))
+    gateway = project.containers("gateway")[0]["Id"]
+    loop.start()
+    try:
+        time.sleep(2.0)
+        podman(project.conf, "exec", gateway, "/etc/ner-gateway/gateway-tls.sh", "rotate", timeout=60)
+        on_disk = ssl.PEM_cert_to_DER_cert(project.volume_file("gateway-tls", "gateway.pem"))
+        wait_until(lambda: served_certificate(project) == on_disk, 20, describe="the new certificate served")
+        time.sleep(2.0)
+    finally:
+        loop.stop()
+    print(loop.summary())
+    assert on_disk != before
+    assert loop.failures == [], loop.summary()
 
 
 def test_gateway_says_which_renderer_it_runs(project: ComposeProject) -> None:
