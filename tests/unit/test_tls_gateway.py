@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from scripts.localmode.config import load_config
-from scripts.localmode.gateway import nginx_args, nginx_dir, nginx_program, write_nginx_conf, write_tls
+from scripts.localmode.gateway import nginx_args, nginx_dir, nginx_program, tls_summary, write_nginx_conf, write_tls
 from scripts.tls import ensure_ca, ensure_server_cert
 
 
@@ -76,3 +76,11 @@ def test_the_filled_configuration_passes_nginx_t(tmp_path: Path) -> None:
     (nginx_dir(config) / "upstream.conf").write_text("upstream ner_workers { server 127.0.0.1:1 down; }\n")
     done = subprocess.run([config.nginx_bin, "-t", "-q", *nginx_args(config)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_up_and_status_line_names_the_https_url_and_the_ca_to_trust(tmp_path: Path) -> None:
+    config = replace(load_config({}), run_dir=tmp_path)
+    line = tls_summary(config)
+    assert line is not None
+    assert "https://127.0.0.1:8443" in line and f"--cacert {tmp_path / 'tls' / 'ca.pem'}" in line
+    assert tls_summary(replace(config, tls=False)) is None
