@@ -149,6 +149,7 @@ def test_the_operator_clis_reach_consul_over_https_with_the_ca_and_fail_without_
 
 
 def run_cli(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """An operator's command with exactly this environment (no token or CA of the test's own)."""
     return subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -162,14 +163,7 @@ def test_no_token_crosses_the_loopback_in_the_clear_while_workers_come_and_go(se
     with LoopbackCapture(port, max_seconds=150) as capture:
         cluster.scale(2)  # a worker registers; the renderer's and discovery's long polls return and go again
         canary_port = plain_request_with_token(port, canary)
-        status = subprocess.run(
-            [str(cluster.config.python), "-m", "scripts.cluster", "status"],
-            cwd=REPO_ROOT,
-            env=status_env(cluster),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        status = run_status(cluster)
         cluster.scale(1)  # it drains: maintenance, health reads, deregister, all with its token
     assert status.returncode == 0 and "ner-worker-" in status.stdout, status.stderr
     streams = capture.client_streams()
@@ -196,6 +190,11 @@ def plain_request_with_token(port: int, token: str) -> int:
         conn.sendall(f"GET /v1/agent/self HTTP/1.1\r\nHost: x\r\nX-Consul-Token: {token}\r\n\r\n".encode())
         conn.recv(4096)
         return conn.getsockname()[1]
+
+
+def run_status(cluster: LocalCluster) -> subprocess.CompletedProcess:
+    """`python -m scripts.cluster status` for this run directory, as an operator runs it."""
+    return run_cli([str(cluster.config.python), "-m", "scripts.cluster", "status"], status_env(cluster))
 
 
 def status_env(cluster: LocalCluster) -> dict[str, str]:
@@ -399,14 +398,7 @@ def test_secrets_are_0600_files_and_never_appear_in_logs_or_output(secure):
     # Nothing secret in the repository either: the gossip key and tokens are only generated.
     assert not any(value in (REPO_ROOT / "consul" / "secure.hcl").read_text() for value in secrets.values())
 
-    status = subprocess.run(
-        [str(cluster.config.python), "-m", "scripts.cluster", "status"],
-        cwd=REPO_ROOT,
-        env=status_env(cluster),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    status = run_status(cluster)
     assert status.returncode == 0, status.stderr
     assert "ner-worker-" in status.stdout  # the operator token was used: the instance is listed
 
