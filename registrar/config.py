@@ -39,9 +39,9 @@ class RegistrarConfig:
     advertise_address_explicit: bool = False
     advertise_port: int | None = None
     check_interval: str = "500ms"
-    # /health waits for a server thread with the requests (worker/thread_worker.py), up to about
-    # the queue deadline (500 ms) under overload: a timeout at the deadline would drop busy
-    # workers from Consul exactly when they are needed. A hung one still leaves within ~5 s.
+    # Under overload /health waits for a gunicorn thread behind queued requests, often longer
+    # than the 500 ms queue deadline: a timeout that short dropped busy workers from Consul just
+    # when they were needed (docs/BENCHMARKS.md). A hung worker still leaves within about 7 s.
     check_timeout: str = "2s"
     check_failures: int = 2
     deregister_after: str = "1m"

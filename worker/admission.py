@@ -12,27 +12,12 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
 DEADLINE = "deadline"
 QUEUE_FULL = "queue_full"
 REASONS = (DEADLINE, QUEUE_FULL)
-
-# Seconds this request already waited before the app saw it (gunicorn's pool queue): under
-# overload that wait is real, and a deadline that ignored it would not bound the answer time.
-_WAITED_BEFORE: ContextVar[float] = ContextVar("ner_waited_before_admission", default=0.0)
-
-
-@contextmanager
-def waited_before(seconds: float) -> Iterator[None]:
-    """Charge `seconds` already waited (for a server thread) to the queue deadline of this request."""
-    token = _WAITED_BEFORE.set(max(0.0, seconds))
-    try:
-        yield
-    finally:
-        _WAITED_BEFORE.reset(token)
 
 
 class Refused(Exception):
@@ -50,10 +35,6 @@ class AdmissionPolicy:
 
     deadline_seconds: float
     max_queue: int
-
-    def budget(self) -> float:
-        """What is left of the deadline for the model queue, after the wait before admission."""
-        return self.deadline_seconds - _WAITED_BEFORE.get()
 
     def refuse_late(self) -> Refused:
         if self.deadline_seconds <= 0:
@@ -161,18 +142,17 @@ class SlotQueue:
                 self._free -= 1
                 self.observer.observe_queue_wait(0.0)
                 return
-            budget = self.policy.budget()
-            if budget <= 0:
+            if self.policy.deadline_seconds <= 0:
                 raise self.policy.refuse_late()
             if len(self._waiting) >= self.policy.max_queue:
                 raise self.policy.refuse_full()
-            if self.rate.expected_wait((len(self._waiting) + 1) / self.slots) > budget:
+            if self.rate.expected_wait((len(self._waiting) + 1) / self.slots) > self.policy.deadline_seconds:
                 raise self.policy.refuse_late()
             waiter = _Waiter()
             self._waiting.append(waiter)
             self.observer.observe_queue_length(len(self._waiting))
         arrived = self._clock()
-        waiter.event.wait(budget)
+        waiter.event.wait(self.policy.deadline_seconds)
         with self._lock:
             # Decided under the lock: a slot handed over just as the wait timed out still counts.
             if not waiter.granted:

@@ -57,15 +57,14 @@ workers = _config.processes
 # gthread: the main loop accepts connections and hands each ready request to a pool of
 # `threads` threads, which runs it from start to end; a request waiting in the app's
 # admission queue (worker/admission.py) keeps its thread. Connections beyond the threads
-# wait in the pool's own queue, unseen by the app, and a /health check waits behind them:
-# worker/thread_worker.py charges that wait to each request's queue deadline, so under
-# overload the pool queue drains by quick refusals instead of growing. Threads (NER_THREADS, default 160)
+# wait in the pool's own queue, unseen by the app and not bound by the queue deadline,
+# and a /health check would wait behind them. So threads (NER_THREADS, default 160)
 # cover the admission queue (NER_MAX_QUEUE, 128) plus the requests in the model and a
 # margin for /health, /metrics and quick refusals: 128 concurrent connections per process
 # each have a thread. Threads start on demand and an idle one costs little memory (its
 # stack is reserved, not touched); bench/worker_concurrency.py measures RSS at 8-128
 # connections.
-worker_class = "worker.thread_worker.DeadlineThreadWorker"
+worker_class = "gthread"
 threads = _config.threads
 # Connections one process holds open (busy and kept-alive): bounds memory beyond the
 # threads; more wait in the listen backlog until one closes.

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.waiting import wait_for
 from tests.unit.fake_backend import QueueRecorder
-from worker.admission import DEADLINE, QUEUE_FULL, AdmissionPolicy, Refused, ServiceRate, SlotQueue, waited_before
+from worker.admission import DEADLINE, QUEUE_FULL, AdmissionPolicy, Refused, ServiceRate, SlotQueue
 
 
 class Holder:
@@ -211,24 +211,3 @@ def test_a_request_the_queue_ahead_would_keep_past_the_deadline_is_refused_on_ar
         started = time.monotonic()
         assert refusal(queue).reason == DEADLINE
         assert time.monotonic() - started < 0.1  # at once, not after waiting out the deadline
-
-
-def test_a_request_that_already_waited_its_deadline_for_a_server_thread_is_refused_at_once():
-    with waited_before(5.0):
-        refused, took = timed_refusal(one_slot(5.0))
-    assert refused.reason == DEADLINE
-    assert took < 1.0
-
-
-def test_a_request_that_waited_part_of_its_deadline_for_a_server_thread_waits_only_the_rest():
-    with waited_before(0.8):
-        _, took = timed_refusal(one_slot(1.0))
-    assert 0.15 <= took < 0.8
-
-
-def test_a_request_that_waited_for_a_server_thread_still_starts_on_a_free_slot():
-    queue = one_slot(0.5)
-    with waited_before(10.0):
-        with queue.admitted():
-            ran = True
-    assert ran and queue.policy.budget() == 0.5  # the charge ends with its request

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.waiting import wait_for
 from tests.unit.fake_backend import QueueRecorder
-from worker.admission import DEADLINE, QUEUE_FULL, AdmissionPolicy, Refused, waited_before
+from worker.admission import DEADLINE, QUEUE_FULL, AdmissionPolicy, Refused
 from worker.backends.batcher import MicroBatcher
 
 
@@ -303,31 +303,3 @@ def test_a_request_the_queued_items_would_keep_past_the_deadline_is_refused_on_a
     for thread in threads:
         thread.join(5)
     assert all(999 not in batch for batch in gate.batches)  # the refused item never reached the model
-
-
-def test_a_request_that_already_waited_its_deadline_for_a_server_thread_is_refused_without_queueing():
-    gate, batcher, outcomes, threads = busy_batcher(deadline=5.0)
-    threads.append(in_thread(batcher, [1], outcomes, 1))
-    wait_waiting(batcher, 1)
-    started = time.monotonic()
-    with waited_before(5.0), pytest.raises(Refused) as refused:
-        batcher.submit([7])
-    assert refused.value.reason == DEADLINE
-    assert time.monotonic() - started < 1.0
-    assert batcher.waiting == 1
-    gate.open.set()
-    for thread in threads:
-        thread.join(5)
-    assert outcomes[1] == [2] and all(7 not in batch for batch in gate.batches)
-    batcher.close()
-
-
-def test_a_request_that_waited_part_of_its_deadline_for_a_server_thread_waits_only_the_rest_in_the_queue():
-    gate, batcher, outcomes, threads = busy_batcher(deadline=1.0)
-    started = time.monotonic()
-    with waited_before(0.8), pytest.raises(Refused):
-        batcher.submit([7])
-    assert 0.15 <= time.monotonic() - started < 0.8
-    gate.open.set()
-    threads[0].join(5)
-    batcher.close()

@@ -53,16 +53,12 @@ def test_settings_come_from_ner_variables(tmp_path):
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"),
     )
     assert conf["bind"] == ["0.0.0.0:9123"]
-    assert (conf["workers"], conf["worker_class"], conf["threads"]) == (
-        3,
-        "worker.thread_worker.DeadlineThreadWorker",
-        6,
-    )
+    assert (conf["workers"], conf["worker_class"], conf["threads"]) == (3, "gthread", 6)
 
 
 def test_by_default_a_process_has_a_thread_for_each_of_128_connections_and_the_health_check(tmp_path):
     conf = load_conf(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))
-    assert conf["worker_class"] == "worker.thread_worker.DeadlineThreadWorker"
+    assert conf["worker_class"] == "gthread"
     assert conf["threads"] >= 128 + 16 + 1  # the queue, a batch in the model, /health
 
 

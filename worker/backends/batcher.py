@@ -148,10 +148,8 @@ class MicroBatcher(Generic[Item, Result]):
                 return []
             if policy is not None and self._unstarted >= policy.max_queue:
                 raise policy.refuse_full()
-            budget = policy.budget() if policy is not None else 0.0
-            if policy is not None and self._queued_items:
-                if budget <= 0 or self.rate.expected_wait(self._queued_items) > budget:
-                    raise policy.refuse_late()
+            if policy is not None and self.rate.expected_wait(self._queued_items) > policy.deadline_seconds:
+                raise policy.refuse_late()
             self._queued_items += len(items)
             if urgent:
                 self._calls.appendleft(call)
@@ -160,8 +158,7 @@ class MicroBatcher(Generic[Item, Result]):
             if policy is not None:
                 self._unstarted += 1
                 self.observer.observe_queue_length(self._unstarted)
-        # A spent budget still gets the gathering window when nothing was queued ahead of it.
-        if policy is not None and not call.started.wait(max(budget, self.max_wait)):
+        if policy is not None and not call.started.wait(policy.deadline_seconds):
             with self._cond:
                 # Decided under the lock: a batch that took the call as the wait ran out still serves it.
                 if not call.started_flag:
