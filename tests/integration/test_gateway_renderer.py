@@ -48,11 +48,13 @@ class Backend:
     """A worker stand-in: answers JSON with X-Worker-Id; its /health status is switchable."""
 
     name: str
-    mode: str = "ok"  # ok: 200 JSON; drop: read the request, close without answering; busy: 429 JSON
+    mode: str = "ok"  # ok: 200 JSON; drop: read the request, close without answering; busy: 429 JSON;
+    # hold: 200 JSON once `release` is set
     health_status: int = 200
     port: int = 0
     hits: int = 0
     seen_request_ids: list[str] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
     server: ThreadingHTTPServer | None = None
 
     def start(self) -> "Backend":
@@ -79,6 +81,8 @@ class Backend:
                 backend.hits += 1
                 request_id = self.headers.get("X-Request-Id", "")
                 backend.seen_request_ids.append(request_id)
+                if backend.mode == "hold":
+                    backend.release.wait(10)
                 if backend.mode == "drop":
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
@@ -392,7 +396,7 @@ def test_zero_backends_get_a_fast_json_503_and_the_config_passes_nginx_t(gateway
 
 def test_candidate_failing_nginx_t_is_refused_and_last_good_kept(consul, gateway_factory, backends, tmp_path):
     broken = tmp_path / "broken.ctmpl"
-    broken.write_text((NGINX_TEMPLATE_DIR / "upstream.ctmpl").read_text().replace("max_fails=0", "max_fails=oops"))
+    broken.write_text((NGINX_TEMPLATE_DIR / "upstream.ctmpl").read_text().replace("max_conns=128", "max_conns=oops"))
     gateway = gateway_factory(broken)
     good = gateway.upstream_text()
     register(consul, gateway.service, backends())
@@ -405,6 +409,35 @@ def test_candidate_failing_nginx_t_is_refused_and_last_good_kept(consul, gateway
     assert gateway.upstream_text() == good
     assert gateway.nginx_test().returncode == 0
     assert requests.post(gateway.url + "/v1/ner", json={"text": "x"}, timeout=2).status_code == 503
+
+
+def test_a_request_beyond_every_workers_max_conns_gets_a_json_429_at_once_not_a_503(
+    consul, gateway_factory, backends, tmp_path
+):
+    one_each = tmp_path / "one-connection.ctmpl"
+    one_each.write_text((NGINX_TEMPLATE_DIR / "upstream.ctmpl").read_text().replace("max_conns=128", "max_conns=1"))
+    gateway = gateway_factory(one_each)
+    backend = backends()
+    add_backend(consul, gateway, backend)
+    backend.mode = "hold"
+    hits_before = backend.hits
+    held: list[int] = []
+    first = threading.Thread(
+        target=lambda: held.append(requests.post(gateway.url + "/v1/ner", json={"text": "x"}, timeout=15).status_code)
+    )
+    first.start()
+    try:
+        wait_until(lambda: backend.hits > hits_before, 5, describe="the held request at the backend")
+        started = time.monotonic()
+        refused = requests.post(gateway.url + "/v1/ner", json={"text": "y"}, timeout=5)
+        took = time.monotonic() - started
+    finally:
+        backend.release.set()
+        first.join(15)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+    assert refused.json()["title"] == "429 Too Many Requests" and "connection limit" in refused.json()["description"]
+    assert took < 1.0
+    assert held == [200]
 
 
 def test_no_reload_when_consul_changes_but_the_upstream_does_not(consul, gateway, backends):

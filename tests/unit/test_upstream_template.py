@@ -235,7 +235,7 @@ def test_upstream_excludes_critical_and_maintenance_instances():
 
 def test_empty_set_renders_an_upstream_that_is_never_empty():
     out = render(UPSTREAM_TEMPLATE, [])
-    assert server_lines(out) == ["server 127.0.0.1:1 down;"]
+    assert server_lines(out) == ["server 127.0.0.1:1 max_fails=0;"]
     assert re.search(r"upstream ner_workers \{.*least_conn;.*keepalive 32;.*\}", out, re.S)
 
 
