@@ -24,6 +24,7 @@ from scripts.localmode.programs import Program
 from scripts.secured.ratelimit import limits_snippet
 from scripts.tls import CertFiles, ensure_ca, ensure_server_cert, split_names
 from scripts.tls.nginx import write_listen_snippet
+from scripts.tls.store import CA_CERT
 
 NGINX_PRIORITY = 20
 RENDERER_PRIORITY = 30
@@ -126,7 +127,7 @@ def tls_summary(config: ClusterConfig) -> str | None:
         return None
     if config.tls_cert is not None:
         return f"https:     {config.gateway_tls_url}  (certificate from NER_TLS_CERT={config.tls_cert})"
-    ca = config.tls_dir / "ca.pem"
+    ca = config.tls_dir / CA_CERT
     return f"https:     {config.gateway_tls_url}  (trust the CA certificate {ca}: curl --cacert {ca} ...)"
 
 
