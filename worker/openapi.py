@@ -24,6 +24,7 @@ def _response(
     *,
     from_gateway_too: bool = False,
     retry_after: bool = False,
+    model_version: bool = False,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {
         "X-Request-Id": header_ref("RequestId"),
@@ -31,6 +32,8 @@ def _response(
     }
     if retry_after:
         headers["Retry-After"] = header_ref("RetryAfter")
+    if model_version:
+        headers["X-Model-Version"] = header_ref("ModelVersion")
     return {"description": description, "headers": headers, "content": {media_type: {"schema": schema}}}
 
 
@@ -54,6 +57,12 @@ def _inference_errors(config: WorkerConfig) -> dict[str, Any]:
         )
     return {
         "400": _error("Malformed JSON, not UTF-8, wrong types, a missing field or empty text."),
+        "404": {
+            "description": "From the gateway: X-Model-Version names a version no live instance serves; "
+            "live_versions lists those that are live.",
+            "headers": {"X-Request-Id": header_ref("RequestId")},
+            "content": {JSON: {"schema": schema_ref("UnknownVersion")}},
+        },
         "413": _error("Body, a text or the batch is over the limits (see the request schema).", from_gateway_too=True),
         "415": _error("Content-Type is not application/json (charset, if given, must be UTF-8)."),
         "429": _error(overloaded, retry_after=True),
@@ -64,6 +73,18 @@ def _inference_errors(config: WorkerConfig) -> dict[str, Any]:
         ),
         "504": _error("From the gateway: the worker did not answer in time.", from_gateway_too=True),
     }
+
+
+# Through the gateway, a request may name the model version that must answer it.
+_PIN_PARAMETER = {
+    "name": "X-Model-Version",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "name@version (a response's model field): the gateway routes the request only to "
+    "instances of that version; one that is not live answers 404. Without it the gateway's split "
+    "between the live versions decides.",
+}
 
 
 def _json_body(description: str, schema: dict[str, Any], example: Any) -> dict[str, Any]:
@@ -91,6 +112,7 @@ def build_openapi(config: WorkerConfig) -> dict[str, Any]:
                 "post": {
                     "operationId": "recognise",
                     "summary": "Entities of one text or of a batch of texts",
+                    "parameters": [_PIN_PARAMETER],
                     "requestBody": _json_body(
                         "Exactly one of text or texts.",
                         {"oneOf": [schema_ref("SingleRequest"), schema_ref("BatchRequest")]},
@@ -101,6 +123,7 @@ def build_openapi(config: WorkerConfig) -> dict[str, Any]:
                             "Entities of the text, or one result per text in input order.",
                             JSON,
                             {"oneOf": [schema_ref("SingleResult"), schema_ref("BatchResult")]},
+                            model_version=True,
                         ),
                         **_inference_errors(config),
                     },
@@ -110,9 +133,12 @@ def build_openapi(config: WorkerConfig) -> dict[str, Any]:
                 "post": {
                     "operationId": "predict",
                     "summary": "The original single-instance RaNER web service's request and answer",
+                    "parameters": [_PIN_PARAMETER],
                     "requestBody": _json_body("One text.", schema_ref("PredictRequest"), {"text": "张三在北京工作。"}),
                     "responses": {
-                        "200": _response("Entities of the text.", JSON, schema_ref("PredictResult")),
+                        "200": _response(
+                            "Entities of the text.", JSON, schema_ref("PredictResult"), model_version=True
+                        ),
                         **_inference_errors(config),
                     },
                 }

@@ -120,6 +120,16 @@ def _schemas(config: WorkerConfig) -> dict[str, Any]:
                 "description": {"type": "string", "minLength": 1},
             },
         },
+        "UnknownVersion": {
+            "type": "object",
+            "required": ["title", "description", "live_versions"],
+            "additionalProperties": False,
+            "properties": {
+                "title": {"type": "string", "minLength": 1},
+                "description": {"type": "string", "minLength": 1},
+                "live_versions": {"type": "array", "items": {"type": "string"}},
+            },
+        },
     }
 
 
@@ -136,6 +146,12 @@ def _headers() -> dict[str, Any]:
             "description": "Consul service ID of the worker instance that answered.",
             "required": True,
             "schema": {"type": "string", "minLength": 1},
+        },
+        "ModelVersion": {
+            "description": "The model version that answered, name@version: the same as the body's model "
+            "field. Send it back as X-Model-Version to pin later requests to that version.",
+            "required": True,
+            "schema": {"type": "string", "minLength": 3},
         },
         "WorkerIdIfWorker": {
             "description": "Consul service ID of the worker that answered; absent when the gateway "

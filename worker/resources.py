@@ -18,6 +18,9 @@ from worker.predictor import Predictor
 
 log = logging.getLogger("worker.resources")
 
+# Names the model version (name@version, the body's "model") on every answer a model gave; clients
+# send it back to the gateway to pin that version.
+MODEL_VERSION_HEADER = "X-Model-Version"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _UTF8_CHARSETS = {"utf-8", "utf8"}
 
@@ -163,6 +166,7 @@ class NerResource:
             _note_texts(req, [text])
             [entities] = self._predictor.predict([text])
             resp.media = {"entities": [e.to_dict() for e in entities], "model": self._predictor.model}
+            resp.set_header(MODEL_VERSION_HEADER, self._predictor.model)
             return
         texts = validate_texts(body["texts"], self._max_batch_texts, self._max_text_chars)
         _note_texts(req, texts)
@@ -171,6 +175,7 @@ class NerResource:
             "results": [{"entities": [e.to_dict() for e in ents]} for ents in results],
             "model": self._predictor.model,
         }
+        resp.set_header(MODEL_VERSION_HEADER, self._predictor.model)
 
 
 class PredictResource:
@@ -189,6 +194,7 @@ class PredictResource:
         _note_texts(req, [text])
         [entities] = self._predictor.predict([text])
         resp.media = {"output": [e.to_dict() for e in entities]}
+        resp.set_header(MODEL_VERSION_HEADER, self._predictor.model)
 
 
 class HealthResource:

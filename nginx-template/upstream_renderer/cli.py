@@ -18,6 +18,8 @@ from upstream_renderer.runner import Runner
 from upstream_renderer.signals import Shutdown
 from upstream_renderer.template import Template, TemplateError, render
 from upstream_renderer.watch import (
+    DEFAULT_KEY_POLL,
+    DEFAULT_KV_PREFIX,
     DEFAULT_MAX_STALE,
     DEFAULT_WAIT,
     Consul,
@@ -68,6 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="a change of weights or warning states only (same server members) reloads "
         "nginx at most once per this interval; joins and leaves are never held; "
         f"0 = every change at once ({HOLD_DOWN_ENV}, default %(default)s)",
+    )
+    parser.add_argument(
+        "--kv-prefix",
+        default=DEFAULT_KV_PREFIX,
+        help="the KV keys the template may read (key, keyOrDefault) are read under this prefix "
+        "(default %(default)s: the rollout's shares)",
+    )
+    parser.add_argument(
+        "--key-poll",
+        type=parse_duration,
+        default=DEFAULT_KEY_POLL,
+        help="when the template reads KV keys, read them again at least this often (default %(default)ss)",
     )
     parser.add_argument("--once", action="store_true", help="render once and exit")
     parser.add_argument(
@@ -147,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "out": str(args.out),
                 "wait": f"{wait_min}s:{wait_max}s",
                 "hold_down_s": args.hold_down,
+                "kv_prefix": args.kv_prefix if template.uses_keys() else None,
                 "once": args.once,
             }
         },
@@ -163,7 +178,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     consul = Consul(
         consul_base(args.consul, ssl_requested()), os.environ.get("CONSUL_HTTP_TOKEN", ""), args.max_stale, tls
     )
-    runner = Runner(template, service, consul, args.out, nginx, args.wait, args.recovery_grace, args.hold_down)
+    runner = Runner(
+        template,
+        service,
+        consul,
+        args.out,
+        nginx,
+        args.wait,
+        args.recovery_grace,
+        args.hold_down,
+        keys=lambda: consul.kv_tree(args.kv_prefix),
+        key_poll=args.key_poll,
+    )
     runner.signals.install()
     try:
         return runner.run_once() if args.once else runner.run_forever()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 # Check IDs that Consul uses for maintenance mode (see consul/api/health.go).
@@ -32,6 +32,8 @@ class Instance:
     # A check of the instance has run and failed (critical with output). A registration that
     # Consul has not checked yet (a restarted agent's) is critical too, but with no output.
     failed_check: bool = False
+    # Service meta (consul-template's .ServiceMeta): the model name and version workers register.
+    meta: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_health_entry(cls, entry: Mapping[str, Any]) -> "Instance":
@@ -49,6 +51,7 @@ class Instance:
                 check.get("Status") == "critical" and (check.get("Output") or "").strip()
                 for check in entry.get("Checks") or []
             ),
+            meta=dict(service.get("Meta") or {}),
         )
 
 
@@ -61,6 +64,7 @@ INSTANCE_FIELDS = {
     "Port": "port",
     "Status": "status",
     "NodeAddress": "node_address",
+    "ServiceMeta": "meta",
 }
 
 

@@ -1,4 +1,5 @@
-"""Reload hold-down: a change of weights only reaches nginx at most once per interval; joins and leaves at once.
+"""Reload hold-down: a change of weights only reaches nginx at most once per interval; joins, leaves and
+changes of the version split or pins at once.
 
 Every reload closes idle client keep-alive connections, and an overloaded worker's health flaps
 between passing and warning every few seconds. consul-template has no such rule (only its wait).
@@ -20,16 +21,37 @@ DEFAULT_HOLD_DOWN = "15s"
 HOLD_DOWN_ENV = "NER_RENDER_HOLD_DOWN"
 
 SERVER_DIRECTIVE_RE = re.compile(r"\s*server\s+([^\s;]+)")
+UPSTREAM_RE = re.compile(r"\s*upstream\s+(\S+)\s*\{")
+ROUTING_BLOCK_RE = re.compile(r"\s*(split_clients|map)\s")
 
 
 def upstream_members(text: str) -> tuple[str, ...]:
-    """The `server address:port` entries of a rendered upstream, sorted: what nginx routes to."""
-    members = []
+    """The `server address:port` entries of a rendered upstream, sorted and each once: what nginx routes to."""
+    members = set()
     for line in text.splitlines():
         match = SERVER_DIRECTIVE_RE.match(line.split("#", 1)[0])
         if match:
-            members.append(match.group(1))
+            members.add(match.group(1))
     return tuple(sorted(members))
+
+
+def routing(text: str) -> tuple[str, ...]:
+    """Which upstream holds which member, and every line of the split and the pin maps: a change of
+    these moves requests between model versions, so it is never held."""
+    lines, upstream, in_routing = [], "", False
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].rstrip()
+        if match := UPSTREAM_RE.match(line):
+            upstream = match.group(1)
+        elif match := SERVER_DIRECTIVE_RE.match(line):
+            lines.append(f"{upstream} {match.group(1)}")
+        elif ROUTING_BLOCK_RE.match(line):
+            in_routing = True
+        if in_routing and line.strip():
+            lines.append(line.strip())
+        if line.strip() == "}":
+            in_routing = False
+    return tuple(sorted(lines))
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,8 @@ class HoldDown:
             return Decision(True, "first", "no live upstream yet")
         if upstream_members(live) != upstream_members(candidate):
             return Decision(True, "membership", "an instance joined or left")
+        if routing(live) != routing(candidate):
+            return Decision(True, "split", "the version split, the pins or an instance's version changed")
         if self.interval <= 0:
             return Decision(True, "weights", "hold-down off")
         due_at = None if self.last_weights_reload is None else self.last_weights_reload + self.interval

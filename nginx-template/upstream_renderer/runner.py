@@ -20,7 +20,8 @@ from upstream_renderer.quiescence import Quiescence
 from upstream_renderer.recovery import DEFAULT_RECOVERY_GRACE, Recovery
 from upstream_renderer.signals import Signals
 from upstream_renderer.template import Template, render_parsed
-from upstream_renderer.watch import BLOCK_WAIT_SECONDS, Consul, ConsulUnavailable, View
+from upstream_renderer.template.functions import MissingKey
+from upstream_renderer.watch import BLOCK_WAIT_SECONDS, DEFAULT_KEY_POLL, Consul, ConsulUnavailable, View
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Runner:
         recovery_grace: float = DEFAULT_RECOVERY_GRACE,
         hold_down: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        keys: Callable[[], dict[str, str]] | None = None,
+        key_poll: float = DEFAULT_KEY_POLL,
     ):
         self.clock = clock
         self.template = template
@@ -55,6 +58,11 @@ class Runner:
         self.quiescence = Quiescence(wait, clock)
         self.recovery = Recovery(recovery_grace, clock)
         self.hold_down = HoldDown(hold_down, clock)
+        # The KV keys the template reads, re-read after every health answer, which then waits at
+        # most key_poll: a change of the split reaches nginx within about a second. None: the
+        # template's keys are absent (keyOrDefault gives its default).
+        self.keys = keys if template.uses_keys() else None
+        self.key_poll = key_poll
         self.fetched: list[Instance] = []  # what the newest render was made from
         self.applied: list[Instance] = []  # what the live upstream was made from
 
@@ -69,7 +77,12 @@ class Runner:
         self.fetched = instances
         service = self.view.service
         count = len(self.template.queries()[0].select(instances, service))
-        return render_parsed(self.template, instances, service), count, answer.moved
+        keys = self.keys() if self.keys is not None else None  # raises ConsulUnavailable: keep the last good
+        try:
+            text = render_parsed(self.template, instances, service, keys)
+        except MissingKey as exc:
+            raise ConsulUnavailable(f"template waits for a key: {exc}", reached=True) from exc
+        return text, count, answer.moved
 
     def note_outage(self, exc: ConsulUnavailable, retry_in: float) -> None:
         """Keep the upstream; only an agent that could not be reached may come back forgetful."""
@@ -208,7 +221,7 @@ class Runner:
 
     def block_for(self) -> float:
         """How long the next blocking query may wait: less when the grace or a hold-down ends sooner."""
-        block = BLOCK_WAIT_SECONDS
+        block = BLOCK_WAIT_SECONDS if self.keys is None else min(BLOCK_WAIT_SECONDS, self.key_poll)
         if self.recovery.active():
             # Wake up when the grace ends, to drop what never came back.
             block = min(block, max(self.recovery.ends_in(), 0.05))

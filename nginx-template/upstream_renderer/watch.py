@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import re
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ READ_TIMEOUT = 10.0  # a read that does not block
 # consul-template's default max_stale: any server may answer unless it lost the leader longer.
 DEFAULT_MAX_STALE = 2.0
 DEFAULT_WAIT = "0.2s:2s"
+# The KV keys templates read (the rollout's shares, upstream.ctmpl) and how often they are read.
+DEFAULT_KV_PREFIX = "ner/rollout/"
+DEFAULT_KEY_POLL = 1.0
 
 
 class ConsulUnavailable(RuntimeError):
@@ -104,6 +108,29 @@ class Consul:
         except (requests.RequestException, ValueError) as exc:
             raise ConsulUnavailable(f"{type(exc).__name__}: {exc}", reached=True) from exc
         return entries, new_index, last_contact
+
+    def kv_tree(self, prefix: str) -> dict[str, str]:
+        """Every key under prefix with its value ({} when there is none); raises ConsulUnavailable.
+
+        A failed read is never "no keys": the caller keeps what it rendered from the last good read."""
+        url = f"{self.base}/v1/kv/{prefix}"
+        params = {"recurse": "", **({"stale": ""} if self.max_stale > 0 else {})}
+        try:
+            response = self.session.get(
+                url, params=params, timeout=READ_TIMEOUT, verify=self.tls.verify, cert=self.tls.cert
+            )
+        except requests.RequestException as exc:
+            raise ConsulUnavailable(f"{type(exc).__name__}: {exc}", reached=False) from exc
+        if response.status_code == 404:
+            return {}
+        try:
+            response.raise_for_status()
+            return {
+                item["Key"]: base64.b64decode(item["Value"]).decode("utf-8") if item.get("Value") else ""
+                for item in response.json()
+            }
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            raise ConsulUnavailable(f"KV {prefix}: {type(exc).__name__}: {exc}", reached=True) from exc
 
 
 def next_index(sent: int, received: int) -> int:

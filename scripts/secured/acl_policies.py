@@ -11,13 +11,14 @@ ROLES = ("worker", "gateway", "agent", "prometheus", "operator")
 POLICY_ROLES = ("worker", "gateway", "agent", "prometheus")  # operator holds global-management instead
 ROLE_DESCRIPTIONS = {
     "worker": "ner worker: registers, drains and deregisters ner-worker instances",
-    "gateway": "ner gateway renderer: reads service health",
+    "gateway": "ner gateway renderer: reads service health and the rollout's shares",
     "agent": "ner consul agent: anti-entropy of its own node",
     "prometheus": "ner prometheus: reads service health and the agent's metrics",
     "operator": "ner operator: management (CLI, UI)",
 }
 
 Rules = dict[str, dict[str, dict[str, str]]]
+ROLLOUT_KV_PREFIX = "ner/rollout/"  # the model versions' shares the gateway's upstream reads
 
 
 def policy_name(role: str, service: str = SERVICE_NAME) -> str:
@@ -44,7 +45,8 @@ def policy_rules(role: str, service: str = SERVICE_NAME, node: str | None = None
 
     worker:  register / maintenance / deregister its own service (service:write on exactly
              that name) and read health of it, which also needs node:read.
-    gateway: read-only: the health of any service and the nodes they run on.
+    gateway: read-only: the health of any service and the nodes they run on, and the rollout's
+             shares in KV (ner/rollout/, nginx-template/upstream.ctmpl).
     agent:   the agent's own anti-entropy: write its node entry, read services. With `node`
              the grant is that node only; without it (compose: node names vary) any node.
     prometheus: read-only: the gateway's reads, plus agent:read for /v1/agent/metrics.
@@ -54,7 +56,11 @@ def policy_rules(role: str, service: str = SERVICE_NAME, node: str | None = None
     if role == "worker":
         return {"service": _grant("write", service), "node_prefix": _grant("read")}
     if role == "gateway":
-        return {"service_prefix": _grant("read"), "node_prefix": _grant("read")}
+        return {
+            "service_prefix": _grant("read"),
+            "node_prefix": _grant("read"),
+            "key_prefix": _grant("read", ROLLOUT_KV_PREFIX),
+        }
     if role == "prometheus":
         return {"service_prefix": _grant("read"), "node_prefix": _grant("read"), "agent_prefix": _grant("read")}
     if role == "agent":

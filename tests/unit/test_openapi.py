@@ -20,6 +20,8 @@ from worker.openapi import build_openapi
 
 # Statuses only the gateway produces (no healthy worker, worker timeout): tests/integration checks them.
 GATEWAY_ONLY = {
+    ("POST", "/v1/ner", "404"),  # X-Model-Version names no live version
+    ("POST", "/predict", "404"),
     ("POST", "/v1/ner", "504"),
     ("POST", "/predict", "504"),
     ("GET", "/metrics", "503"),

@@ -27,6 +27,7 @@ def test_gateway_policy_is_read_only():
     assert policies.policy_rules("gateway") == {
         "service_prefix": {"": {"policy": "read"}},
         "node_prefix": {"": {"policy": "read"}},
+        "key_prefix": {"ner/rollout/": {"policy": "read"}},
     }
 
 

@@ -12,8 +12,17 @@ from upstream_renderer.template.errors import TemplateError
 TRIM_CHARS = " \t\r\n"  # what Go's text/template trims next to {{- and -}}
 TOKEN_RE = re.compile(
     r"""
-    \s*(?:
-      (?P<field>\.[A-Za-z_]\w*)
+    (?P<space>\s*)(?:
+      (?P<declare>:=)
+    | (?P<assign>=)
+    | (?P<pipe>\|)
+    | (?P<lparen>\()
+    | (?P<rparen>\))
+    | (?P<comma>,)
+    | (?P<var>\$\w*(?:\.[A-Za-z_]\w*)*)
+    | (?P<field>(?:\.[A-Za-z_]\w*)+)
+    | (?P<dot>\.)
+    | (?P<number>-?\d+)
     | (?P<word>[A-Za-z_]\w*)
     | (?P<string>"(?:[^"\\\n]|\\.)*")
     | (?P<raw>`[^`]*`)
@@ -22,7 +31,7 @@ TOKEN_RE = re.compile(
     re.VERBOSE,
 )
 
-Token = tuple[str, str]  # (kind, source text): kind is field, word, string or raw
+Token = tuple[str, str]  # (kind, source text): kind is a group name of TOKEN_RE (field, var, word, string, ...)
 
 
 @dataclass
@@ -106,17 +115,19 @@ def _string_end(source: str, start: int, line: int) -> int:
 
 def tokenize(inner: str, line: int) -> list[Token]:
     """Tokens of one action; anything outside the subset is reported with its line."""
-    tokens = []
+    tokens: list[Token] = []
     for match in TOKEN_RE.finditer(inner):
-        kind = match.lastgroup
+        kind = next((name for name, value in match.groupdict().items() if value is not None and name != "space"), None)
         if kind is None:
             continue
         value = match.group(kind)
         if kind == "other":
             raise TemplateError(
                 f"line {line}: unsupported syntax {value!r} in {{{{{inner}}}}}; "
-                "supported: range service, if eq, else, end, .Field, strings"
+                "supported: range, if, with, else, end, variables, pipes, .Field, strings, numbers"
             )
+        if kind == "field" and tokens and tokens[-1][0] == "rparen" and not match.group("space"):
+            raise TemplateError(f"line {line}: a field after ( ) is not supported; bind the value with `with`")
         tokens.append((kind, value))
     if not tokens:
         raise TemplateError(f"line {line}: empty action")
