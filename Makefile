@@ -25,6 +25,24 @@ scale:  ## grow or shrink the running cluster: make scale WORKERS=N
 status:  ## each worker: ID, address, health, model, in-flight and served requests
 	@$(PY) -m scripts.cluster status
 
+# Model versions side by side (docs/OPERATIONS.md#model-rollout): shares in Consul's KV store.
+.PHONY: rollout promote rollback
+MODEL ?=
+CANARY ?= 10
+CANARY_WORKERS ?= 1
+MODEL_NAME ?=
+MODEL_VERSION ?=
+WATCH ?= 60
+rollout:  ## workers of another model beside the others with a canary share, rolled back by itself on errors: make rollout MODEL=dir [CANARY=10] [CANARY_WORKERS=1] [MODEL_NAME=..] [MODEL_VERSION=..] [WATCH=60]
+	@test -n "$(MODEL)" || { echo "usage: make rollout MODEL=dir [CANARY=10]" >&2; exit 2; }
+	@$(PY) -m scripts.cluster rollout $(MODEL) --canary $(CANARY) --workers $(CANARY_WORKERS) --watch $(WATCH) $(if $(MODEL_NAME),--name $(MODEL_NAME)) $(if $(MODEL_VERSION),--version $(MODEL_VERSION))
+
+promote:  ## every request to the canary, then stop the other versions' workers (each drains first)
+	@$(PY) -m scripts.cluster promote
+
+rollback:  ## no request to the canary, then stop its workers (each drains first)
+	@$(PY) -m scripts.cluster rollback
+
 logs:  ## every log of the local cluster merged in time order: make logs [FOLLOW=1] [REQUEST_ID=id] (docs/OBSERVABILITY.md)
 	@$(PY) -m scripts.localmode.logmerge $(if $(FOLLOW),--follow) $(if $(REQUEST_ID),--request-id $(REQUEST_ID))
 

@@ -1,4 +1,5 @@
-"""Operator commands: see the worker instances in Consul, drain, resume, deregister or register one."""
+"""Operator commands: see the worker instances in Consul, drain, resume, deregister or register one;
+roll a model version out (registrar/rollout_cli.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from dataclasses import asdict, replace
 from typing import Any, Mapping, Sequence
 
+from registrar import rollout_cli
 from registrar.client import build_client
 from registrar.config import ConfigError, RegistrarConfig, load_config
 from registrar.inventory import Instance, agent_for, find_instance, list_instances
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", help="address other hosts reach it on (default: NER_ADVERTISE_ADDRESS or the route to Consul)"
     )
     register.add_argument("--id", dest="service_id", help="instance ID (default: a new unique one)")
+    rollout_cli.add_commands(commands)
     return parser
 
 
@@ -187,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_maintenance(config, client, args.id, False, "resumed by operator")
         if args.command == "deregister":
             return cmd_deregister(config, client, args)
+        if args.command in rollout_cli.COMMANDS:
+            return rollout_cli.run(config, client, args)
         return cmd_register(config, client, args)
     except Exception as error:  # noqa: BLE001 - an operator wants one line, not a traceback
         print(f"{args.command} failed against {config.consul_url}: {type(error).__name__}: {error}", file=sys.stderr)

@@ -17,7 +17,7 @@ from scripts.localmode.consul import consul_program, has_leader, ports_override
 from scripts.localmode.procs import command_of, listeners, pids_under
 from scripts.localmode.programs import Program, log_file, program_dir
 from scripts.localmode.waiting import wait_for
-from scripts.localmode.workers import current_port, worker_ports, worker_program
+from scripts.localmode.workers import WorkerModel, current_port, worker_ports, worker_program
 from scripts.ports import port_is_free
 from scripts.secured.acl_setup import ensure_acls
 from scripts.secured.consul_tls import ensure_consul_tls
@@ -139,11 +139,16 @@ class ProgramStarts:
             index += 1
         return index, worker_ports(self.config, index)
 
-    def start_worker(self) -> Proc:
-        """One more worker program: gunicorn, which registers itself in Consul."""
+    def start_worker(self, model: WorkerModel | None = None) -> Proc:
+        """One more worker program: gunicorn, which registers itself in Consul; of `model` or the
+        run directory's current model (scripts/localmode/versions.py)."""
+        from scripts.localmode.versions import current_model, record_worker_model
+
+        model = model or current_model(self.config)
         index, ports = self._free_worker_slot()
-        program = self._consul_client(worker_program(self.config, index, ports, self.token_file("worker")))
+        program = self._consul_client(worker_program(self.config, index, ports, self.token_file("worker"), model))
         (program_dir(self.config.run_dir, program.name) / "port").unlink(missing_ok=True)
+        record_worker_model(self.config.run_dir, program.name, model)
         self.supervisor.add(program)
         # The launcher writes the port it chose as the program starts.
         wait_for(lambda: current_port(self.config.run_dir, program.name), 10, f"{program.name} to start")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.localmode.config import REPO_ROOT, ClusterConfig
@@ -16,6 +18,39 @@ PORTS_PER_WORKER = 2  # a restarted worker takes the other one (launch.choose_po
 GRACEFUL_SECONDS = 30
 UPSTREAM_WAIT_SECONDS = 5
 GUNICORN_CONF = REPO_ROOT / "worker" / "gunicorn.conf.py"
+
+
+@dataclass(frozen=True)
+class WorkerModel:
+    """The model a worker program serves: its directory, and the name and version it registers
+    (None: the directory's name and the weights' checksum, worker/modelinfo.py)."""
+
+    model_dir: Path
+    name: str | None = None
+    version: str | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {"NER_MODEL_DIR": str(self.model_dir)}
+        if self.name:
+            env["NER_MODEL_NAME"] = self.name
+        if self.version:
+            env["NER_MODEL_VERSION"] = self.version
+        return env
+
+    def ref(self) -> str:
+        """name@version, as the worker will register and answer it."""
+        from worker.modelinfo import model_identity
+
+        name, version = model_identity(self.model_dir, self.name, self.version)
+        return f"{name}@{version}"
+
+    def to_json(self) -> str:
+        return json.dumps({"model_dir": str(self.model_dir), "name": self.name, "version": self.version})
+
+    @classmethod
+    def from_json(cls, text: str) -> "WorkerModel":
+        data = json.loads(text)
+        return cls(Path(data["model_dir"]), data.get("name"), data.get("version"))
 
 
 def is_worker(name: str) -> bool:
@@ -37,11 +72,17 @@ def gunicorn_argv(python: Path, name: str) -> list[str]:
     return [str(python), "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--name", f"ner-{name}", "worker.app:get_app()"]
 
 
-def worker_program(config: ClusterConfig, index: int, ports: tuple[int, ...], token_file: Path | None) -> Program:
+def worker_program(
+    config: ClusterConfig,
+    index: int,
+    ports: tuple[int, ...],
+    token_file: Path | None,
+    model: WorkerModel | None = None,
+) -> Program:
     """worker-N: gunicorn, which registers itself in Consul and drains itself on SIGTERM."""
     name = f"{PREFIX}{index}"
     env = {
-        "NER_MODEL_DIR": str(config.model_dir),
+        **(model or WorkerModel(config.model_dir)).env(),
         "CONSUL_HTTP_ADDR": f"127.0.0.1:{config.consul_http_port}",
         "NER_DRAIN_SECONDS": f"{config.drain_seconds:g}",
         "PROMETHEUS_MULTIPROC_DIR": str(config.run_dir / "metrics" / name),
