@@ -22,7 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 from scripts.make_model import publishing  # noqa: E402
-from scripts.training import modelcard, msra  # noqa: E402
+from scripts.training import lac, modelcard, msra  # noqa: E402
+from scripts.training.lac_init import embedding_of, init_from_lac, lac_vocab  # noqa: E402
 from scripts.training.tags import bies_labels  # noqa: E402
 from scripts.training.vocab import CharEncoder, build_vocab, char_counts, rare_ids  # noqa: E402
 
@@ -46,6 +47,12 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def _shown(path: Path) -> str:
+    """A path as the model card shows it: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def split_dev(sentences: list[msra.Sentence], dev_size: int, seed: int) -> tuple[list, list]:
@@ -86,10 +93,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from scripts.training.evaluation import evaluate_backend
+    from scripts.training.evaluation import novelty, predict_spans
     from scripts.training.lstm_crf import Tagger, neutralise_padding, tie_rows_to_unk
-    from scripts.training.metrics import format_table
+    from scripts.training.metrics import format_table, score_entities
     from scripts.training.modeldir import WEIGHTS_FILE, build_model, write_config_files
+    from scripts.training.tags import spans_from_tags
     from scripts.training.training import TrainSettings, train
     from worker.backends import load_backend
 
@@ -105,12 +113,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"MSRA: {len(train_sentences)} training sentences, {len(dev_sentences)} held out for model selection")
 
     labels = bies_labels()
-    counts = char_counts(sentence.text for sentence in train_sentences)
-    vocab = build_vocab(counts)
-    rare = rare_ids(vocab, counts, config["min_count"])
+    lac_part = config.get("init", {}).get("lac")
+    if lac_part:
+        # LAC's characters are the vocabulary; every row is pretrained, so none is tied to [UNK].
+        lac_net = lac.load(lac.fetch())
+        data["lac"] = f"{lac.SDIST_NAME} sha256:{lac.SDIST_SHA256} ({lac.LICENSE})"
+        vocab, lac_rows = lac_vocab(lac_net)
+        rare: list[int] = []
+    else:
+        counts = char_counts(sentence.text for sentence in train_sentences)
+        vocab = build_vocab(counts)
+        rare = rare_ids(vocab, counts, config["min_count"])
     with publishing(output) as work:
         dims = config["model"]
-        backbone = write_config_files(work, labels, vocab, dims["embed_width"], dims["lstm_hidden_size"])
+        backbone = write_config_files(
+            work, labels, vocab, dims["embed_width"], dims["lstm_hidden_size"],
+            dims.get("type", "lstm-crf"), dims.get("num_layers", 1),
+        )  # fmt: skip
         encoder = CharEncoder(work, rare)
         label_id = {label: i for i, label in enumerate(labels)}
 
@@ -139,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         model = build_model(work, len(labels), backbone)
-        bound = (3 / dims["embed_width"]) ** 0.5
-        torch.nn.init.uniform_(model.encoder.embedding.embedding.weight, -bound, bound)
+        if lac_part:
+            init_from_lac(model, lac_net, lac_rows, lac_part)
+            print(f"initialised from LAC: {lac_part}")
+        else:
+            bound = (3 / dims["embed_width"]) ** 0.5
+            torch.nn.init.uniform_(embedding_of(model).weight, -bound, bound)
         regularisation = config["regularisation"]
         tagger = Tagger(
             model, regularisation["embed_dropout"], regularisation["output_dropout"], regularisation["unk_rate"]
@@ -149,19 +172,24 @@ def main(argv: list[str] | None = None) -> int:
             tagger, train_set, dev_set, labels, TrainSettings(**config["train"]), seed, epoch_extra=epoch_extra
         )
 
-        tie_rows_to_unk(model.encoder.embedding.embedding, rare)
-        residual = neutralise_padding(model)
+        tie_rows_to_unk(embedding_of(model), rare)
+        if backbone["type"] == "lstm":
+            print(f"padding residual {neutralise_padding(model):.1e}")
         torch.save(model.state_dict(), work / WEIGHTS_FILE)
-        print(f"best dev F1 {history.best_dev_f1:.4f} at epoch {history.best_epoch}; padding residual {residual:.1e}")
+        print(f"best dev F1 {history.best_dev_f1:.4f} at epoch {history.best_epoch}")
 
         backend = load_backend("raner", work, torch_threads=config["torch_threads"])
         started = time.monotonic()
         test_sentences = msra.read_sentences(paths["test"])[: args.limit or None]
-        scores = evaluate_backend(backend, test_sentences)
+        predicted = predict_spans(backend, test_sentences)
+        scores = score_entities([spans_from_tags(s.labels) for s in test_sentences], predicted)
+        novel = novelty(train_sentences, test_sentences, predicted)
         print(format_table(scores))
+        print(f"unseen-mention recall {novel.unseen_recall:.4f}, seen {novel.seen_recall:.4f}")
         machine_info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         metrics = modelcard.metrics(
             scores=scores,
+            novelty=novel,
             test_sentences=len(test_sentences),
             eval_seconds=time.monotonic() - started,
             config=config,
@@ -174,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             train_sentences=len(train_sentences),
             dev_sentences=len(dev_sentences),
         )
+        metrics["config_file"] = _shown(args.config)
         modelcard.write(work, metrics)
     print(f"wrote {output} ({modelcard.size_mb(output):.1f} MB)")
     print(f"F1 {scores['ALL'].f1:.4f}")

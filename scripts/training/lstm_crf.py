@@ -14,7 +14,7 @@ FORBIDDEN = -10000.0
 
 
 class Tagger(nn.Module):
-    """The served model's modules (embedding, BiLSTM, linear, CRF) with dropout that only training sees."""
+    """The served model's modules (embedding, BiLSTM or BiGRU encoder, linear, CRF) with dropout only training sees."""
 
     def __init__(self, model: nn.Module, embed_dropout: float, output_dropout: float, unk_rate: float) -> None:
         super().__init__()
@@ -29,8 +29,11 @@ class Tagger(nn.Module):
             # Teaches the [UNK] row what an unknown character looks like in context.
             drop = torch.rand(input_ids.shape) < self.unk_rate
             input_ids = input_ids.masked_fill(drop, UNK_ID)
-        encoder = self.model.encoder
-        hidden, _ = encoder.lstm(self.embed_dropout(encoder.embedding(input_ids)))
+        backbone = self.model.encoder
+        if hasattr(backbone, "lstm"):  # lstm-crf
+            hidden, _ = backbone.lstm(self.embed_dropout(backbone.embedding(input_ids)))
+        else:  # bigru-crf
+            hidden = backbone.encoder.encode(self.embed_dropout(backbone.encoder.embedding(input_ids)))
         return self.model.head.ffn(self.output_dropout(hidden))
 
     def loss(self, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

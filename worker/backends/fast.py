@@ -20,7 +20,7 @@ import numpy as np
 from worker.admission import AdmissionPolicy, QueueObserver
 from worker.backends.base import PROBE_TEXT, BackendError, NerBackend
 from worker.backends.batcher import MicroBatcher
-from worker.backends.modeldir import local_model_dir
+from worker.backends.modeldir import CHARACTER_KINDS, local_model_dir
 from worker.backends.onnx_export import Artifacts, ensure_artifacts
 from worker.backends.spans import assemble, bies_spans, plan_chunks
 from worker.backends.tokenizer import Encoding, WordPieceTokenizer
@@ -83,7 +83,7 @@ class Tagger:
             ids[row, : len(encoding.ids)] = encoding.ids
         positions = np.arange(steps)[None, :]
         valid = positions < lengths[:, None]
-        if self.kind == "lstm-crf":
+        if self.kind in CHARACTER_KINDS:
             reverse = np.where(valid, lengths[:, None] - 1 - positions, positions)
             feeds = {"input_ids": ids, "reverse_index": reverse}
         else:
@@ -106,7 +106,7 @@ class Tagger:
         of words); with multi-piece words that shifts later words' scores, and
         it is reproduced here so tags stay equal to the reference.
         """
-        if self.kind == "lstm-crf":
+        if self.kind in CHARACTER_KINDS:
             return range(len(encoding.word_starts))
         return encoding.word_starts
 
@@ -205,7 +205,7 @@ class FastBackend(NerBackend):
         kind = artifacts.meta["kind"]
         tagger = Tagger(open_session(artifacts.onnx, threads), CrfParams.load(artifacts.crf), kind,
                         tuple(artifacts.meta["inputs"]))  # fmt: skip
-        tokenizer = WordPieceTokenizer.from_directory(model_dir, add_special_tokens=kind != "lstm-crf")
+        tokenizer = WordPieceTokenizer.from_directory(model_dir, add_special_tokens=kind not in CHARACTER_KINDS)
         return cls(tagger, tokenizer, artifacts.meta["labels"], name=name, version=version,
                    max_batch=max_batch, batch_wait_ms=batch_wait_ms, admission=admission)  # fmt: skip
 

@@ -9,7 +9,10 @@ from pathlib import Path
 from worker.backends.base import BackendError
 from worker.modelinfo import WEIGHTS_FILE
 
-KINDS = ("transformer-crf", "lstm-crf")
+KINDS = ("transformer-crf", "lstm-crf", "bigru-crf")
+# Kinds fed one token per character with no [CLS]/[SEP], whose CRF head decodes the first n
+# positions, and whose backward recurrence is run over each sequence reversed (reverse_index).
+CHARACTER_KINDS = ("lstm-crf", "bigru-crf")
 # Files whose content decides the exported graph; any change makes a new artifact.
 _KEY_FILES = (WEIGHTS_FILE, "configuration.json", "config.json")
 
@@ -29,7 +32,7 @@ def _read_json(path: Path) -> dict:
 
 
 def model_kind(model_dir: Path) -> str:
-    """transformer-crf or lstm-crf, from configuration.json's model.type."""
+    """One of KINDS, from configuration.json's model.type."""
     model = _read_json(Path(model_dir) / "configuration.json").get("model", {})
     kind = model.get("type") if isinstance(model, dict) else None
     if kind not in KINDS:

@@ -69,23 +69,29 @@ def _export(model_dir: Path, directory: Path, torch_threads: int) -> None:
     import torch
     from modelscope.models import Model
 
+    from worker.backends.bigru_crf import register
+    from worker.backends.bigru_onnx import build_graph
     from worker.backends.emission_graphs import emission_graph
     from worker.backends.viterbi import CrfParams
 
     adopt_library_logger("modelscope")
+    register()
     started = time.monotonic()
     torch.set_num_threads(torch_threads)
     kind = model_kind(model_dir)
     model = Model.from_pretrained(str(model_dir), task="named-entity-recognition", device="cpu")
     model.eval()
-    wrapper, inputs, names, axes = emission_graph(kind, model)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        with torch.no_grad():
-            torch.onnx.export(
-                wrapper, inputs, str(staging / "model.fp32.onnx"), input_names=names,
-                output_names=["emissions"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
-            )  # fmt: skip
+        if kind == "bigru-crf":
+            names = build_graph(model, staging / "model.fp32.onnx")
+        else:
+            wrapper, inputs, names, axes = emission_graph(kind, model)
+            with torch.no_grad():
+                torch.onnx.export(
+                    wrapper, inputs, str(staging / "model.fp32.onnx"), input_names=names,
+                    output_names=["emissions"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+                )  # fmt: skip
         crf = model.head.crf
         CrfParams(
             *(

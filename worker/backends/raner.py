@@ -78,6 +78,10 @@ class RanerBackend(NerBackend):
         from modelscope.preprocessors import Preprocessor
         from modelscope.utils.constant import Tasks
 
+        from worker.backends.bigru_crf import register
+
+        register()  # the project's own model type, for directories that name it
+
         adopt_library_logger("modelscope")
         torch.set_num_threads(torch_threads)
         try:
