@@ -22,6 +22,7 @@ class Recovery:
         self.clock = clock
         self.until = 0.0
         self.last_healthy: dict[str, float] = {}  # instance ID -> when Consul last listed it healthy
+        self.unanswered_since: float | None = None  # the first failed read since Consul last answered
 
     def start(self, reason: str) -> None:
         """Hold on to the instances we route to while their registrations come back."""
@@ -30,6 +31,18 @@ class Recovery:
             "keeping current instances while consul recovers",
             extra={"fields": {"reason": reason, "grace_s": self.grace}},
         )
+
+    def unreachable(self) -> None:
+        """Consul could not be read: start the grace, and stop the clock of every instance's last
+        healthy listing until it answers, since an outage is not Consul saying a worker is gone."""
+        if self.unanswered_since is None:
+            self.unanswered_since = self.clock()
+        self.start("consul unreachable")
+
+    def unanswered(self) -> None:
+        """Consul answered with an error: its catalog stands, but nothing was listed meanwhile."""
+        if self.unanswered_since is None:
+            self.unanswered_since = self.clock()
 
     def active(self) -> bool:
         return self.clock() < self.until
@@ -42,10 +55,14 @@ class Recovery:
         """During recovery, instances of the live upstream stay while Consul does not list them (yet),
         or lists them critical before any check has run: a fresh registration is critical until its
         first check passes. One whose check ran and failed, or in maintenance, is let go at once, and
-        one Consul has not listed healthy for the grace is let go too, however often Consul restarts:
-        repeated recoveries must not keep dead workers in the upstream, where the gateway would spend
-        its tries on them."""
+        one Consul has not listed healthy for the grace (counting only time Consul answered) is let go
+        too, however often Consul restarts: repeated recoveries must not keep dead workers in the
+        upstream, where the gateway would spend its tries on them."""
         now = self.clock()
+        if self.unanswered_since is not None:
+            silent = now - self.unanswered_since
+            self.last_healthy = {key: seen + silent for key, seen in self.last_healthy.items()}
+            self.unanswered_since = None
         for instance in listed:
             if instance.status in ("passing", "warning"):
                 self.last_healthy[instance.id] = now

@@ -91,8 +91,10 @@ class Runner:
             extra={"fields": {"error": str(exc), "agent_answered": exc.reached, "retry_in_s": retry_in}},
         )
         self.view.restart()
-        if not exc.reached:
-            self.recovery.start("consul unreachable")
+        if exc.reached:
+            self.recovery.unanswered()
+        else:
+            self.recovery.unreachable()
 
     def settle(self, text: str, count: int) -> tuple[str, int]:
         """The newest render once Consul has been quiet for the wait's MIN (MAX at most)."""

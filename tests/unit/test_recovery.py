@@ -123,3 +123,16 @@ def test_an_instance_not_listed_healthy_for_the_grace_is_let_go_however_often_co
         recovery.start("consul lost its state")
         kept = recovery.keep([instance("b", 8103)], live=live)
     assert ids(kept) == {"b": "passing"}
+
+
+def test_an_outage_longer_than_the_grace_keeps_an_instance_that_registers_again_until_its_check_passes():
+    clock = FakeClock()
+    recovery = Recovery(GRACE, clock)
+    live = [instance("a", 8101)]
+    recovery.keep(live, live=live)  # seen healthy just before Consul went away
+    for moment in (0.5, 4.5, 12.5, 22.5):  # the renderer's backed-off retries, all refused
+        clock.now = moment
+        recovery.unreachable()
+    clock.now = 23.0  # Consul answers again: the worker registered again, its first check not yet run
+    kept = recovery.keep([instance("a", 8101, "critical")], live=live)
+    assert ids(kept) == {"a": "passing"}
