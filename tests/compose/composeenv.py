@@ -76,6 +76,17 @@ class ComposeProject:
             raise RuntimeError(f"docker-compose {' '.join(args)} failed; see {self.log}:\n{self.log_tail()}")
         return time.monotonic() - started
 
+    def compose_output(self, *args: str, timeout: float = 300) -> str:
+        """Run docker-compose and return what it printed on stdout; raises on failure."""
+        result = subprocess.run(
+            self._compose_argv(*args), env=self.env, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"docker-compose {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}"
+            )
+        return result.stdout
+
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
