@@ -17,18 +17,22 @@ from registrar.rollout import Rollout
 from scripts.localcluster import LocalCluster
 from scripts.localmode.versions import LocalRollout
 from scripts.localmode.workers import WorkerModel
-from tests.integration.conftest import DEFAULT_MODEL, cluster_config, world_readable_dir
+from tests.integration.conftest import cluster_config, world_readable_dir
 from tests.integration.test_gateway_renderer import nginx_worker_titles
+from tests.support.processes import REPO_ROOT
 from tests.support.waiting import wait_for
 
-CANARY = WorkerModel(DEFAULT_MODEL, version="canary-1")
+# The second version is named here, not taken from the cluster's default model: a model that
+# ships for rollouts (registered under another version, it differs from the default in any case).
+ROLLOUT_MODEL = REPO_ROOT / "models" / "raner-msra-lstm"
+CANARY = WorkerModel(ROLLOUT_MODEL, version="canary-1")
 REQUESTS_PER_LEVEL = 2000
 TEXT = {"text": "张三在北京的清华大学工作。"}
 
 
 @pytest.fixture(scope="module")
 def two_versions() -> Iterator[tuple[LocalCluster, LocalRollout, str, str]]:
-    """One worker of the default model and one of the same weights registered as another version."""
+    """One worker of the default model and one of the rollout model registered as another version."""
     run_dir = world_readable_dir("ner-rollout-")
     cluster = LocalCluster(replace(cluster_config(run_dir), monitor=False), say=lambda message: None)
     try:

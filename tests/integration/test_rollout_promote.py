@@ -6,6 +6,7 @@ retries. Both must see 0 failed requests while shares change and workers drain a
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -19,7 +20,8 @@ import requests
 from scripts.localcluster import LocalCluster
 from scripts.localmode.versions import LocalRollout
 from scripts.localmode.workers import WorkerModel
-from tests.integration.conftest import DEFAULT_MODEL, cluster_config, world_readable_dir
+from tests.integration.conftest import cluster_config, world_readable_dir
+from tests.integration.test_rollout import ROLLOUT_MODEL
 
 TEXT = {"text": "张三在北京的清华大学工作。"}
 RARE = {"text": "龘张三在北京工作。"}  # a character the broken canary's embedding has no row for
@@ -131,7 +133,7 @@ def report(what: str, retrying: PacedClient, naive: PacedClient, reloads: int, r
 def test_promote_under_load_fails_no_request_and_drains_the_old_version(cluster, record_property):
     local = LocalRollout(cluster, say=print)
     old = local.registrar_rollout().live_versions()[0]
-    new = WorkerModel(DEFAULT_MODEL, version="promoted-1")
+    new = WorkerModel(ROLLOUT_MODEL, version="promoted-1")
     local.rollout(new, canary=10.0, workers=1, watch=0)
     retrying, naive, reloads = under_load(cluster, lambda: local.promote(new.ref()))
     report("promote", retrying, naive, reloads, record_property)
@@ -143,7 +145,7 @@ def test_promote_under_load_fails_no_request_and_drains_the_old_version(cluster,
 def test_rollback_under_load_fails_no_request_and_drains_the_canary(cluster, record_property):
     local = LocalRollout(cluster, say=print)
     old = local.registrar_rollout().live_versions()[0]
-    canary = WorkerModel(DEFAULT_MODEL, version="rolled-back-1")
+    canary = WorkerModel(ROLLOUT_MODEL, version="rolled-back-1")
     local.rollout(canary, canary=10.0, workers=1, watch=0)
     retrying, naive, reloads = under_load(cluster, lambda: local.rollback(canary.ref()))
     report("rollback", retrying, naive, reloads, record_property)
@@ -152,10 +154,12 @@ def test_rollback_under_load_fails_no_request_and_drains_the_canary(cluster, rec
 
 
 def broken_model(root: Path) -> Path:
-    """A copy of the default model whose vocabulary names a character its embedding has no row for:
-    it loads and passes its health probe, and fails on every text holding that character."""
-    target = root / "raner-msra-lstm-broken"  # "lstm" in the path: the loader's model type
-    shutil.copytree(DEFAULT_MODEL, target)
+    """A copy of the rollout model (an lstm-crf, whatever the default model is) whose vocabulary names
+    a character its embedding has no row for: it loads and passes its health probe, and fails on
+    every text holding that character."""
+    target = root / f"{ROLLOUT_MODEL.name}-broken"
+    shutil.copytree(ROLLOUT_MODEL, target)
+    assert json.loads((target / "configuration.json").read_text())["model"]["type"] == "lstm-crf"
     vocab = (target / "vocab.txt").read_text(encoding="utf-8")
     (target / "vocab.txt").write_text(vocab.rstrip("\n") + "\n龘\n", encoding="utf-8")
     return target
