@@ -142,15 +142,27 @@ def main(argv: list[str] | None = None) -> int:
             # Copies of training sentences only (dev_sentences never reach the augmenter); the vocabulary
             # above stays that of the original training sentences, so lexicon-only characters train as [UNK].
             augmenter = make_augmenter(config["augment"], train_sentences, data)
+            copies = augmenter.copies
+            if "distill" in config:
+                # The copies' labels come from the teacher, not from the replaced mentions.
+                from scripts.training.distill import relabel
+
+                teacher_dir = REPO / config["distill"]["teacher"]
+                teacher = load_backend("onnx", teacher_dir, cache_dir=REPO / ".local" / "cache")
+                data["teacher"] = f"{teacher.name}@{teacher.version}"
+
+                def copies(sentences, round_=0):
+                    return relabel(teacher, augmenter.copies(sentences, round_))
+
             if augmenter.settings.resample_each_epoch:
 
                 def epoch_extra(epoch: int) -> list:
-                    extra = examples(augmenter.copies(train_sentences, epoch))
+                    extra = examples(copies(train_sentences, epoch))
                     print(f"epoch {epoch}: {len(extra)} augmented copies")
                     return extra
 
             else:
-                extra = examples(augmenter.copies(train_sentences))
+                extra = examples(copies(train_sentences))
                 print(f"augmentation: {len(extra)} copies added to {len(train_set)} training sentences")
                 train_set = train_set + extra
         print(
