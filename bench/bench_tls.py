@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.loadgen import TEXT, percentile
-from scripts.localcluster import REPO_ROOT, LocalCluster
+from scripts.localcluster import LocalCluster
+from worker.config import DEFAULT_MODEL_DIR
 
-SHIPPED_MODEL = REPO_ROOT / "models" / "raner-msra-lstm"
+SHIPPED_MODEL = DEFAULT_MODEL_DIR
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 

@@ -22,8 +22,7 @@ from scripts.training import modelcard, msra  # noqa: E402
 from scripts.training.evaluation import novelty, predict_spans  # noqa: E402
 from scripts.training.metrics import format_table, score_entities  # noqa: E402
 from scripts.training.tags import spans_from_tags  # noqa: E402
-
-DEFAULT_MODEL_DIR = REPO / "models" / "raner-msra-lstm"
+from worker.config import DEFAULT_MODEL_DIR  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

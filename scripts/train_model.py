@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
         model = build_model(work, len(labels), backbone)
         if lac_part:
-            init_from_lac(model, lac_net, lac_rows, lac_part)
+            init_from_lac(model, lac_net, lac_rows, lac_part, labels)
             print(f"initialised from LAC: {lac_part}")
         else:
             bound = (3 / dims["embed_width"]) ** 0.5
@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             dev_sentences=len(dev_sentences),
         )
         metrics["config_file"] = _shown(args.config)
+        metrics["name"] = output.name
         modelcard.write(work, metrics)
     print(f"wrote {output} ({modelcard.size_mb(output):.1f} MB)")
     print(f"F1 {scores['ALL'].f1:.4f}")

@@ -12,7 +12,7 @@ from typing import Mapping
 from worker.admission import AdmissionPolicy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "raner-msra-lstm"
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "lac-msra-lstm"
 DEFAULT_CACHE_DIR = REPO_ROOT / ".local" / "cache"
 QUANTIZE_MODES = ("fp32", "int8")
 

@@ -53,7 +53,7 @@ def _schemas(config: WorkerConfig) -> dict[str, Any]:
         "Model": {
             "type": "string",
             "pattern": "^.+@.*$",
-            "examples": ["raner-msra-lstm@3f2a9c1d0b7e"],
+            "examples": ["lac-msra-lstm@3f2a9c1d0b7e"],
             "description": "name@version of the model that answered.",
         },
         "SingleRequest": {

@@ -13,6 +13,7 @@ from typing import Mapping
 from registrar.config import SERVICE_NAME, parse_flag
 from scripts.ports import WORKER_PORT_BLOCK, free_port, free_port_block
 from scripts.secured.ratelimit import RateLimit
+from worker.config import DEFAULT_MODEL_DIR
 
 __all__ = ["REPO_ROOT", "SERVICE_NAME", "ClusterConfig", "load_config", "on_free_ports"]
 
@@ -139,7 +140,7 @@ def load_config(environ: Mapping[str, str] = os.environ) -> ClusterConfig:
         gateway_port=gateway_port,
         consul_http_port=int(environ.get("NER_CONSUL_HTTP_PORT", "8500")),
         worker_base_port=int(environ.get("NER_WORKER_BASE_PORT", "8101")),
-        model_dir=Path(environ.get("NER_MODEL_DIR", REPO_ROOT / "models/raner-msra-lstm")).resolve(),
+        model_dir=Path(environ.get("NER_MODEL_DIR", DEFAULT_MODEL_DIR)).resolve(),
         python=Path(environ.get("NER_PYTHON", REPO_ROOT / ".venv/bin/python")),
         consul_bin=Path(environ.get("NER_CONSUL_BIN", REPO_ROOT / ".local/bin/consul")),
         nginx_bin=nginx,

@@ -26,7 +26,7 @@ from scripts.localcluster import LocalCluster, load_config, on_free_ports
 from scripts.localmode.config import REPO_ROOT
 from scripts.monitoring.chromium import headless_chromium
 
-MODEL = REPO_ROOT / "models" / "raner-msra-lstm"
+MODEL = REPO_ROOT / "models" / "lac-msra-lstm"
 
 
 def traffic(gateway: str, stop: threading.Event) -> None:

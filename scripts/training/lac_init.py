@@ -9,7 +9,9 @@ from scripts.training.lac import GruWeights, LacNetwork
 from scripts.training.vocab import ALWAYS_KEPT, PAD_ID, SPECIAL_TOKENS
 from worker.textnorm import bert_canonical
 
-INIT_PARTS = ("embedding", "encoder")
+INIT_PARTS = ("embedding", "encoder", "encoder+head")
+# LAC's tags for each entity type (its tag.dic gives nr/ns/nt the ids of PER/LOC/ORG).
+LAC_TYPES = {"PER": ("PER",), "LOC": ("LOC",), "ORG": ("ORG",)}
 
 
 def lac_vocab(net: LacNetwork) -> tuple[list[str], list[int | None]]:
@@ -63,17 +65,40 @@ def embedding_of(model: torch.nn.Module) -> torch.nn.Embedding:
     return backbone.encoder.embedding if hasattr(backbone, "encoder") else backbone.embedding.embedding
 
 
-def init_from_lac(model: torch.nn.Module, net: LacNetwork, rows: list[int | None], part: str) -> None:
-    """Copy LAC's embedding rows (part="embedding"), and its BiGRU layers too (part="encoder")."""
+def _head_rows(net: LacNetwork, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Emission rows for BIES labels from LAC's B/I tags: B and S from X-B, I and E from X-I, O from the rest."""
+    index = {tag: i for i, tag in enumerate(net.tags)}
+    entity_tags = {f"{tag}-{part}" for tags in LAC_TYPES.values() for tag in tags for part in "BI"}
+    other = [i for tag, i in index.items() if tag not in entity_tags]
+    weights, biases = [], []
+    for label in labels:
+        prefix, _, kind = label.partition("-")
+        columns = (
+            other if label == "O" else [index[f"{tag}-{'B' if prefix in 'BS' else 'I'}"] for tag in LAC_TYPES[kind]]
+        )
+        weights.append(net.emission_weight[:, columns].mean(axis=1))
+        biases.append(net.emission_bias[columns].mean())
+    return np.stack(weights), np.array(biases, dtype=np.float32)
+
+
+def init_from_lac(
+    model: torch.nn.Module, net: LacNetwork, rows: list[int | None], part: str, labels: list[str] | None = None
+) -> None:
+    """Copy LAC's embedding rows (part="embedding"), its BiGRU layers too (part="encoder"), and its
+    emission layer's entity rows as the new linear layer's starting point (part="encoder+head")."""
     if part not in INIT_PARTS:
         raise ValueError(f"init part must be one of {INIT_PARTS}, got {part!r}")
     embedding = embedding_of(model)
     table = np.stack([np.zeros(net.embedding.shape[1], np.float32) if r is None else net.embedding[r] for r in rows])
     _copy(embedding.weight, table)
-    if part == "encoder":
+    if part.startswith("encoder"):
         layers = model.encoder.encoder.layers
         if len(layers) != len(net.layers):
             raise ValueError(f"{len(layers)} BiGRU layers cannot take LAC's {len(net.layers)}")
         for layer, (forward, backward) in zip(layers, net.layers):
             _copy_gru(layer.forward_gru, forward)
             _copy_gru(layer.backward_gru, backward)
+    if part == "encoder+head":
+        weight, bias = _head_rows(net, labels)
+        _copy(model.head.ffn.weight, weight)
+        _copy(model.head.ffn.bias, bias)

@@ -124,6 +124,11 @@ def _architecture(config: dict[str, Any], data: dict[str, Any]) -> str:
 
 def _origin(config: dict[str, Any]) -> str:
     part = config.get("init", {}).get("lac")
+    if "distill" in config:
+        return (
+            f"Distilled from `{config['distill']['teacher']}`: initialised from LAC's pretrained character embeddings, "
+            "trained on the MSRA sentences plus mention-replaced copies of them labelled by that teacher,"
+        )
     if part == "encoder":
         return "Initialised from LAC's pretrained embeddings and BiGRU encoder (new linear layer and CRF), fine-tuned"
     if part == "embedding":
@@ -153,6 +158,7 @@ def update_scores(model_dir: Path, scores: dict[str, Score], novelty: Novelty, s
     path = Path(model_dir) / "metrics.json"
     data = json.loads(path.read_text(encoding="utf-8"))
     data.update(
+        name=Path(model_dir).resolve().name,
         f1=round(scores["ALL"].f1, 4),
         scores={kind: score.to_dict() for kind, score in scores.items()},
         novelty=novelty.to_dict(),
@@ -171,7 +177,7 @@ def write(model_dir: Path, data: dict[str, Any]) -> None:
     )
     lstm = config["model"].get("type", "lstm-crf") == "lstm-crf"
     card = CARD.format(
-        name=model_dir.name,
+        name=data.get("name", model_dir.name),  # training writes into a staging directory
         loads="ModelScope's `named-entity-recognition` pipeline loads it unchanged (`model.type: lstm-crf`)"
         if lstm
         else "ModelScope's `named-entity-recognition` pipeline loads it (`model.type: bigru-crf`, a type the "

@@ -34,6 +34,7 @@ class TrainSettings:
     patience: int
     max_minutes: float
     ema_decay: float = 0.0  # > 0: select and ship an exponential moving average of the weights
+    encoder_lr_factor: float = 1.0  # < 1: a pretrained encoder moves slower than the new head
 
 
 @dataclass
@@ -127,7 +128,13 @@ def train(
     rng = random.Random(seed)
     crf = tagger.model.head.crf
     enforce_bies(crf, labels)
-    optimizer = torch.optim.AdamW(tagger.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    encoder = list(tagger.model.encoder.parameters())
+    encoder_ids = {id(p) for p in encoder}
+    groups = [
+        {"params": encoder, "lr": settings.learning_rate * settings.encoder_lr_factor},
+        {"params": [p for p in tagger.parameters() if id(p) not in encoder_ids], "lr": settings.learning_rate},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     epoch_set = train_set if epoch_extra is None else [*train_set, *epoch_extra(1)]
     steps_per_epoch = len(equal_length_batches(epoch_set, settings.batch_size, random.Random(0)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(settings, steps_per_epoch * settings.epochs))

@@ -16,7 +16,7 @@ from scripts.localcluster import LocalCluster, load_config, on_free_ports
 from tests.support.consul import ConsulAgent, start_consul
 from tests.support.processes import REPO_ROOT
 
-DEFAULT_MODEL = REPO_ROOT / "models" / "raner-msra-lstm"
+DEFAULT_MODEL = REPO_ROOT / "models" / "lac-msra-lstm"
 
 
 def cluster_config(run_dir: Path):

@@ -39,7 +39,7 @@ def test_every_worker_registers_itself_as_passing_with_its_address_port_and_mode
         assert service["Service"] == "ner-worker"
         assert service["Address"] == "127.0.0.1"
         assert service["ID"].startswith("ner-worker-")
-        assert service["Meta"]["model"] == "raner-msra-lstm"
+        assert service["Meta"]["model"] == "lac-msra-lstm"
         assert service["Meta"]["model_version"]
     assert len({s["ID"] for s in services}) == 2
 

@@ -25,7 +25,8 @@ from worker.entities import ENTITY_TYPES, Entity
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = 80  # MSRA test sentences per model; docs/BENCHMARKS.md has the full split
-SHIPPED = REPO / "models" / "raner-msra-lstm"  # the default model (is_split_into_words)
+# The shipped models (is_split_into_words): the default (lstm-crf), its bigru-crf teacher, the earlier default.
+SHIPPED_MODELS = [REPO / "models" / name for name in ("lac-msra-lstm", "lac-msra-bigru", "raner-msra-lstm")]
 SHIPPED_SAMPLE = 300
 # Digits, Latin letters and mixed case: where word pieces and one-token-per-character differ.
 MIXED = [
@@ -87,14 +88,15 @@ def test_fp32_entities_equal_the_reference_pipeline(kind, dirs, fast):
     assert sum(map(len, got)) > len(texts)  # random weights tag plenty: the comparison is not vacuous
 
 
-def test_shipped_model_fp32_entities_equal_the_reference_pipeline(cache_dir):
-    """The default model reads one token per character: digits and Latin runs are not word pieces."""
+@pytest.mark.parametrize("shipped", SHIPPED_MODELS, ids=lambda path: path.name)
+def test_shipped_model_fp32_entities_equal_the_reference_pipeline(shipped, cache_dir):
+    """The shipped models read one token per character: digits and Latin runs are not word pieces."""
     from tests.support.msra import read_split
 
     texts = [text for text, _ in read_split()[:SHIPPED_SAMPLE]] + MIXED + NEWS
-    reference = RanerBackend.from_directory(SHIPPED)
+    reference = RanerBackend.from_directory(shipped)
     expected = [reference.predict_batch([text])[0] for text in texts]  # one text per pipeline call
-    backend = FastBackend.from_directory(SHIPPED, cache_dir=cache_dir, threads=1)
+    backend = FastBackend.from_directory(shipped, cache_dir=cache_dir, threads=1)
     try:
         assert backend._tokenizer.split_into_words
         got = backend.predict_batch(texts)

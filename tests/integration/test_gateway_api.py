@@ -44,7 +44,7 @@ def test_single_text_gets_entities_and_the_model_name(gateway):
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"entities", "model"}
-    assert body["model"].startswith("raner-msra-lstm@")
+    assert body["model"].startswith("lac-msra-lstm@")
     assert_valid_entities(text, body["entities"])
 
 

@@ -62,7 +62,7 @@ def test_status_lists_each_worker_with_address_health_and_model(local_env):
     result = run(local_env, "status")
     lines = [line for line in result.stdout.splitlines() if line.startswith("ner-worker-")]
     assert len(lines) == 1
-    assert "passing" in lines[0] and "raner-msra-lstm@" in lines[0] and "127.0.0.1:" in lines[0]
+    assert "passing" in lines[0] and "lac-msra-lstm@" in lines[0] and "127.0.0.1:" in lines[0]
 
 
 def test_scale_grows_and_shrinks_without_restarting_the_others(local_env):

@@ -11,7 +11,10 @@ from tests.support.models import make_model_module
 from worker.backends.tokenizer import WordPieceTokenizer, is_cjk, is_punctuation, split_into_words
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = REPO / "models" / "raner-msra-lstm"  # the default model: is_split_into_words, lstm-crf
+SHIPPED = REPO / "models" / "lac-msra-lstm"  # the default model: is_split_into_words, lstm-crf
+# Every shipped model; the lstm-crf ones go through ModelScope's own preprocessor, the bigru-crf one
+# through the preprocessor type the service registers.
+SHIPPED_MODELS = [SHIPPED, REPO / "models" / "lac-msra-bigru", REPO / "models" / "raner-msra-lstm"]
 HOSTILE = [
     "苹果公司CEO库克在IPHONE发布会", "增长１２３％，达到45.6%『人民日报』", "İstanbul Café ǅ 한국어 Ωμέγα مرحبا",
     "x" * 300, "今天😀我们在北京🎉见面👍🏽", "abc def1234 ×2 ￥100 a.b.c", "[SEP]和[CLS]以及[UNK]",
@@ -128,14 +131,17 @@ def test_split_into_words_gives_one_token_per_character(model_dir):
     assert encoding.word_offsets == [(i, i + 1) for i in range(13)]
 
 
-def test_split_into_words_ids_equal_modelscope_on_the_shipped_model():
-    """The shipped default model: ids, labelled positions and offsets as ModelScope's preprocessor gives them."""
+@pytest.mark.parametrize("shipped", SHIPPED_MODELS, ids=lambda path: path.name)
+def test_split_into_words_ids_equal_modelscope_on_the_shipped_models(shipped):
+    """Ids, labelled positions and offsets as the model's ModelScope preprocessor gives them."""
     from modelscope.preprocessors import Preprocessor
 
     from tests.support.msra import msra_test_sentences
+    from worker.backends.bigru_crf import register
 
-    preprocessor = Preprocessor.from_pretrained(str(SHIPPED), sequence_length=128, use_fast=True, padding=False)
-    tokenizer = WordPieceTokenizer.from_directory(SHIPPED, add_special_tokens=False)
+    register()
+    preprocessor = Preprocessor.from_pretrained(str(shipped), sequence_length=128, use_fast=True, padding=False)
+    tokenizer = WordPieceTokenizer.from_directory(shipped, add_special_tokens=False)
     assert tokenizer.split_into_words
     normalizer = tokenizer.normalizer()
     extra = HOSTILE + [

@@ -20,7 +20,7 @@ def test_defaults_match_the_architecture_table():
 
 
 def test_default_model_dir_is_inside_the_repository():
-    assert DEFAULT_MODEL_DIR == REPO_ROOT / "models" / "raner-msra-lstm"
+    assert DEFAULT_MODEL_DIR == REPO_ROOT / "models" / "lac-msra-lstm"
 
 
 def test_every_variable_is_read():

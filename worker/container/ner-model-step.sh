@@ -3,7 +3,7 @@
 # any worker starts. A directory shipped in the image under /app/models/NAME is copied;
 # otherwise the random-weight default model is generated. Idempotent: a complete model stays.
 set -eu
-name=${NER_MODEL_NAME:-raner-msra-lstm}
+name=${NER_MODEL_NAME:-lac-msra-lstm}
 target=${NER_MODEL_DIR:-/models/$name}
 shipped=/app/models/$name
 if [ -f "$target/configuration.json" ] && [ -f "$target/pytorch_model.bin" ]; then
