@@ -12,10 +12,12 @@ import requests
 from tests.integration.conftest import world_readable_dir
 from tests.support.processes import REPO_ROOT, ManagedProcess, free_port, wait_until
 from upstream_renderer.nginx import fill_nginx_conf
+from upstream_renderer.template import render
 
 SCRIPT = REPO_ROOT / "nginx-template" / "reload-nginx.sh"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-GOOD = "upstream ner_workers {\n    server 127.0.0.1:1 down;\n}\n"
+# The upstream file of a cluster with no worker yet (nginx.conf reads its maps, too).
+GOOD = render((REPO_ROOT / "nginx-template" / "upstream.ctmpl").read_text(), [], keys={})
 
 
 @pytest.fixture

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from scripts.localcluster import REPO_ROOT
 from scripts.localmode.config import load_config
 from scripts.localmode.gateway import nginx_args, nginx_dir, nginx_program, tls_summary, write_nginx_conf, write_tls
 from scripts.tls import ensure_ca, ensure_server_cert
+from upstream_renderer.template import render
 
 
 def snippet(config) -> Path:
@@ -73,7 +75,8 @@ def test_tls_off_removes_the_listen_and_its_port(tmp_path: Path) -> None:
 def test_the_filled_configuration_passes_nginx_t(tmp_path: Path) -> None:
     config = replace(load_config({}), run_dir=tmp_path)
     write_nginx_conf(config, secure=False)
-    (nginx_dir(config) / "upstream.conf").write_text("upstream ner_workers { server 127.0.0.1:1 down; }\n")
+    empty = render((REPO_ROOT / "nginx-template" / "upstream.ctmpl").read_text(), [], keys={})
+    (nginx_dir(config) / "upstream.conf").write_text(empty)  # a cluster with no worker yet
     done = subprocess.run([config.nginx_bin, "-t", "-q", *nginx_args(config)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
