@@ -7,11 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from registrar.inventory import Instance
-from registrar.workerstats import DEFAULT_TIMEOUT, REQUESTS, SERVED_ROUTES
+from registrar.workerstats import DEFAULT_TIMEOUT, REQUESTS, SERVED_ROUTES, metrics_text
 
 LATENCY = "ner_http_request_duration_seconds"
 
@@ -77,11 +76,10 @@ def parse_counters(text: str) -> Counters:
 
 def scrape_counters(endpoint: str, timeout: float = DEFAULT_TIMEOUT) -> Counters | None:
     """One worker's counters, or None when it does not answer."""
+    text = metrics_text(endpoint, timeout)
     try:
-        response = requests.get(f"http://{endpoint}/metrics", timeout=timeout)
-        response.raise_for_status()
-        return parse_counters(response.text)
-    except (requests.RequestException, ValueError):
+        return None if text is None else parse_counters(text)
+    except ValueError:
         return None
 
 

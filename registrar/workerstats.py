@@ -55,13 +55,22 @@ def parse_metrics(text: str) -> WorkerStats:
     )
 
 
-def scrape(endpoint: str, timeout: float = DEFAULT_TIMEOUT) -> WorkerStats:
-    """One worker's stats, or UNKNOWN when it is down, hung or not a worker."""
+def metrics_text(endpoint: str, timeout: float = DEFAULT_TIMEOUT) -> str | None:
+    """A worker's /metrics page, or None when it does not answer with one."""
     try:
         response = requests.get(f"http://{endpoint}/metrics", timeout=timeout)
         response.raise_for_status()
-        return parse_metrics(response.text)
-    except (requests.RequestException, ValueError):
+        return response.text
+    except requests.RequestException:
+        return None
+
+
+def scrape(endpoint: str, timeout: float = DEFAULT_TIMEOUT) -> WorkerStats:
+    """One worker's stats, or UNKNOWN when it is down, hung or not a worker."""
+    text = metrics_text(endpoint, timeout)
+    try:
+        return UNKNOWN if text is None else parse_metrics(text)
+    except ValueError:
         return UNKNOWN
 
 
