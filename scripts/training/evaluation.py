@@ -7,7 +7,6 @@ from typing import Iterable, Sequence
 
 from tqdm import tqdm
 
-from scripts.training.metrics import Score, score_entities
 from scripts.training.msra import Sentence
 from scripts.training.tags import Span, spans_from_tags
 from worker.backends import NerBackend
@@ -35,12 +34,6 @@ def predict_spans(backend: NerBackend, sentences: Sequence[Sentence], batch_size
         for entities in backend.predict_batch(texts[start : start + batch_size]):
             predicted.append([Span(entity.type, entity.start, entity.end) for entity in entities])
     return predicted
-
-
-def evaluate_backend(backend: NerBackend, sentences: Sequence[Sentence], batch_size: int = 64) -> dict[str, Score]:
-    """Entity scores of the backend's predict_batch against the gold BIES labels."""
-    gold = [spans_from_tags(sentence.labels) for sentence in sentences]
-    return score_entities(gold, predict_spans(backend, sentences, batch_size))
 
 
 def mentions(sentences: Iterable[Sentence]) -> set[tuple[str, str]]:
